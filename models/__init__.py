@@ -1,0 +1,23 @@
+"""Backbones by name, each with a map of its groups 1..4 (see ``models.registry``)."""
+
+from models import backbones as _backbones  # noqa: F401  (registers the builders)
+from models.complexity import Complexity, measure_complexity
+from models.registry import (
+    BackboneSpec,
+    create_backbone,
+    get_spec,
+    group_modules,
+    list_backbones,
+    register_backbone,
+)
+
+__all__ = [
+    "BackboneSpec",
+    "Complexity",
+    "create_backbone",
+    "get_spec",
+    "group_modules",
+    "list_backbones",
+    "measure_complexity",
+    "register_backbone",
+]

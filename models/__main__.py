@@ -1,0 +1,52 @@
+"""``python -m models <name> [--input N] [--json]``: parameters and FLOPs of a backbone."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from models import create_backbone, get_spec, list_backbones, measure_complexity
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m models", description=__doc__)
+    parser.add_argument("name", nargs="?", help=f"one of: {', '.join(list_backbones())}")
+    parser.add_argument("--input", type=int, default=224, help="square input side in pixels")
+    parser.add_argument("--num-classes", type=int, default=1000)
+    parser.add_argument("--json", action="store_true", help="emit JSON instead of text")
+    parser.add_argument("--list", action="store_true", help="list the registered backbones")
+    args = parser.parse_args(argv)
+
+    if args.list or args.name is None:
+        for name in list_backbones():
+            print(f"{name:14s} {get_spec(name).description}")
+        return 0
+    try:
+        spec = get_spec(args.name)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    model = create_backbone(spec.name, num_classes=args.num_classes)
+    stats = measure_complexity(model, args.input)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "name": spec.name,
+                    "input": args.input,
+                    "params": stats.params,
+                    "flops": stats.flops,
+                }
+            )
+        )
+    else:
+        print(f"{spec.name} @ {args.input}x{args.input}, {args.num_classes} classes")
+        print(f"  parameters: {stats.params:,} ({stats.params / 1e6:.2f} M)")
+        print(f"  FLOPs:      {stats.flops:,} ({stats.flops / 1e9:.3f} GFLOPs, 2 x MACs)")
+        print(f"  groups:     {', '.join(f'{g}={p}' for g, p in spec.groups.items())}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

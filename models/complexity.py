@@ -1,0 +1,37 @@
+"""Parameter and FLOP counts of a model, as printed by ``python -m models``.
+
+FLOPs come from ``torch.utils.flop_counter.FlopCounterMode``, which counts a multiply-add as two
+floating-point operations (so its numbers are 2 x MACs, the convention of Darknet's BFLOPs and
+twice the "GMACs" that timm and fvcore print).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+__all__ = ["Complexity", "measure_complexity"]
+
+
+@dataclass(frozen=True)
+class Complexity:
+    params: int
+    flops: int
+    input_size: int
+
+
+def measure_complexity(model: nn.Module, input_size: int, in_chans: int = 3) -> Complexity:
+    """Count parameters and the FLOPs of one forward pass of a single ``input_size`` image."""
+    params = sum(p.numel() for p in model.parameters())
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    x = torch.zeros(1, in_chans, input_size, input_size, device=device)
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(x)
+    model.train(was_training)
+    return Complexity(params=params, flops=int(counter.get_total_flops()), input_size=input_size)

@@ -1,0 +1,77 @@
+"""Collect run records from directories into one pandas table (one row per run).
+
+Records are read only through ``runners.record`` (the shared schema); nothing here trains.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from runners.record import RECORD_NAME, RunRecord, load_record
+
+__all__ = ["collect_runs", "find_records", "record_row"]
+
+#: Columns of the runs table, in order.
+COLUMNS = [
+    "study", "status", "task", "data", "backbone", "regularizer", "batch", "subdivisions",
+    "mini_batch", "epochs", "seed", "top1", "top5", "loss", "best_top1", "best_top5",
+    "throughput", "params", "flops", "commit", "dirty", "config_hash", "error", "job_dir",
+]  # fmt: skip
+
+
+def find_records(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Every ``run.json`` under the given directories (recursively) or named directly, sorted."""
+    found: set[Path] = set()
+    for path in map(Path, paths):
+        if path.is_file():
+            found.add(path)
+        elif path.is_dir():
+            found.update(path.rglob(RECORD_NAME))
+        else:
+            raise FileNotFoundError(f"{path}: no such file or directory")
+    return sorted(found)
+
+
+def record_row(record: RunRecord) -> dict[str, Any]:
+    """The flat row of one record: its identifying config keys and its final metrics."""
+    config = record.config
+    return {
+        "study": record.study,
+        "status": record.status,
+        "task": config.get("task", {}).get("name"),
+        "data": config.get("data", {}).get("name"),
+        "backbone": config.get("backbone", {}).get("name"),
+        "regularizer": config.get("regularizer", {}).get("name"),
+        "batch": record.batch,
+        "subdivisions": record.subdivisions,
+        "mini_batch": record.mini_batch,
+        "epochs": config.get("epochs"),
+        "seed": config.get("seed"),
+        "top1": record.final.get("top1"),
+        "top5": record.final.get("top5"),
+        "loss": record.final.get("loss"),
+        "best_top1": record.best.get("top1"),
+        "best_top5": record.best.get("top5"),
+        "throughput": record.throughput,
+        "params": record.params,
+        "flops": record.flops,
+        "commit": record.code_version.commit,
+        "dirty": record.code_version.dirty,
+        "config_hash": record.config_hash,
+        "error": record.error,
+        "job_dir": record.job_dir,
+    }
+
+
+def collect_runs(paths: Iterable[str | os.PathLike[str]]) -> pd.DataFrame:
+    """One row per run record found under ``paths`` (see :data:`COLUMNS`)."""
+    rows = [
+        record_row(load_record(path)) | {"job_dir": str(path.parent)}
+        for path in find_records(paths)
+    ]
+    return pd.DataFrame(rows, columns=COLUMNS)

@@ -1,0 +1,5 @@
+"""Jobs: data, training loop, evaluation, run records and tracking.
+
+Import submodules directly (``runners.job``, ``runners.record``, ...): this package imports
+nothing on its own so that light modules (config, record) stay light.
+"""

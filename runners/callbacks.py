@@ -1,0 +1,38 @@
+"""Hydra callbacks: at the end of a multirun, tabulate the sweep into ``RESULTS.md``.
+
+Registered in ``conf/config.yaml`` under ``hydra.callbacks``. The aggregation itself lives in
+``reports`` so that ``python -m reports`` and this callback produce the same file.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+__all__ = ["ResultsTableCallback"]
+
+log = logging.getLogger(__name__)
+
+
+class ResultsTableCallback(Callback):
+    """``on_multirun_end``: write the study's results table into the sweep directory."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from reports import write_results
+
+        sweep_dir = Path(config.hydra.sweep.dir)
+        report = config.get("report", {})
+        path = write_results(
+            [sweep_dir],
+            out=sweep_dir / report.get("out", "RESULTS.md"),
+            rows=report.get("rows", "regularizer"),
+            columns=report.get("columns", "batch"),
+            metrics=list(report.get("metrics", ["top1", "top5"])),
+            title=f"Study `{config.get('study', sweep_dir.name)}`",
+        )
+        log.info("results table: %s", path)
+        print(f"results: {path}")

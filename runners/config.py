@@ -1,0 +1,311 @@
+"""Structured config: the schema of one job, registered in Hydra's ConfigStore.
+
+Hydra composes ``conf/config.yaml`` on top of these dataclasses, so a mistyped key or a wrongly
+typed value fails at composition (OmegaConf names the ``full_key``). Rules that a type cannot
+express (ranges, divisibility, names that must exist in a registry) live in :func:`validate`,
+which runs before anything is trained and raises :class:`ConfigError` with one line that names
+the key, the rule and the value received.
+
+The layout follows Hydra's structured-config tutorial (``5.1_structured_config_schema_same_config_group``):
+``base_*`` schemas in the ConfigStore, YAML options that extend them.
+
+This module must stay light to import (no torch): Hydra imports it for ``--help`` and for every
+tab completion.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+__all__ = [
+    "BackboneConfig",
+    "Config",
+    "ConfigError",
+    "DataConfig",
+    "Device",
+    "GroupRegularizerConfig",
+    "LoggerConfig",
+    "OptimConfig",
+    "RegularizerConfig",
+    "ReportConfig",
+    "TaskConfig",
+    "config_hash",
+    "register_configs",
+    "validate",
+]
+
+#: Regularizers the runner knows how to place. Later issues extend this tuple.
+REGULARIZERS = ("none", "dropout")
+#: Groups are the four backbone stages of the DropBlock paper (ResNet conv2_x .. conv5_x).
+GROUPS = ("1", "2", "3", "4")
+#: Keys that do not change what a run computes, so they are left out of the config hash.
+HASH_EXCLUDED_KEYS = ("logger", "report", "study")
+
+
+class ConfigError(ValueError):
+    """A config value breaks a rule. The message names the key, the rule and the value."""
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class LoggerMode(str, Enum):
+    offline = "offline"
+    online = "online"
+    disabled = "disabled"
+
+
+@dataclass
+class TaskConfig:
+    """What is trained and how it is scored."""
+
+    name: str = "classify"
+    #: The k of each top-k accuracy reported (Top-1 and Top-5, as ImageNet tables do).
+    topk: list[int] = field(default_factory=lambda: [1, 5])
+    label_smoothing: float = 0.0
+
+
+@dataclass
+class DataConfig:
+    """A data set in ImageNet layout (``root/train/<class>/*``, ``root/val/<class>/*``).
+
+    ``synthetic`` generates such a tree once into ``cache_dir`` and then loads it through the
+    same ImageFolder code as ``imagefolder``.
+    """
+
+    name: str = MISSING
+    root: str | None = None
+    image_size: int = 32
+    #: Per-channel normalisation applied after scaling pixels to [0, 1].
+    mean: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
+    std: list[float] = field(default_factory=lambda: [0.25, 0.25, 0.25])
+    augment: bool = True
+    #: Training crop: ``pad`` (random crop of the padded image, CIFAR-style) or ``resized``
+    #: (RandomResizedCrop, ImageNet-style; evaluation then resizes and centre-crops).
+    crop: str = "pad"
+    workers: int = 0
+    # Synthetic generation only.
+    num_classes: int = 10
+    train_per_class: int = 100
+    val_per_class: int = 50
+    #: Seed of the data set itself; independent of the run's ``seed`` so that every arm of a
+    #: study trains on the same images.
+    seed: int = 0
+    cache_dir: str = ".cache/data"
+
+
+@dataclass
+class BackboneConfig:
+    """A backbone from the ``models`` registry; ``kwargs`` go to its builder."""
+
+    name: str = MISSING
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class GroupRegularizerConfig:
+    """The regularizer's settings for one group (stage) of the backbone."""
+
+    p: float = 0.0
+    block_size: int = 7
+
+
+@dataclass
+class RegularizerConfig:
+    """Which regularizer, and its settings per group: ``groups: {3: {p: ...}, 4: {...}}``."""
+
+    name: str = "none"
+    groups: dict[str, GroupRegularizerConfig] = field(default_factory=dict)
+
+
+@dataclass
+class OptimConfig:
+    """SGD with momentum; ``lr = base_lr * batch / 256`` (Goyal et al. 2017, linear scaling)."""
+
+    name: str = "sgd"
+    base_lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = False
+    #: Applied to convolution and linear weights only, never to BN parameters or biases.
+    weight_decay: float = 5e-4
+    #: Linear warmup from 0, then cosine decay to 0 over the remaining steps.
+    warmup_epochs: float = 1.0
+
+
+@dataclass
+class LoggerConfig:
+    """Experiment tracking besides ``run.json``: ``wandb`` (offline by default) or ``none``."""
+
+    name: str = "none"
+    project: str = "ablation-harness"
+    entity: str | None = None
+    mode: LoggerMode = LoggerMode.offline
+
+
+@dataclass
+class ReportConfig:
+    """How the multirun callback tabulates a study: rows x columns, one table per metric."""
+
+    rows: str = "regularizer"
+    columns: str = "batch"
+    metrics: list[str] = field(default_factory=lambda: ["top1", "top5"])
+    out: str = "RESULTS.md"
+
+
+@dataclass
+class Config:
+    """One job. Top-level keys use Darknet's words where the seed did (DESIGN.md, Vocabulary)."""
+
+    task: TaskConfig = field(default_factory=TaskConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    regularizer: RegularizerConfig = field(default_factory=RegularizerConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+    #: The study this job belongs to: W&B group and sweep directory name.
+    study: str = "adhoc"
+    #: Samples per optimizer step.
+    batch: int = 64
+    #: Forwards per optimizer step, gradients accumulated (Darknet's meaning).
+    subdivisions: int = 1
+    epochs: int = 10
+    seed: int = 0
+    device: Device = Device.auto
+    #: bf16 autocast on CUDA (ignored on the CPU).
+    amp: bool = True
+    #: channels_last memory format on CUDA (ignored on the CPU).
+    channels_last: bool = True
+    #: Deterministic algorithms (exact reruns on the CPU; slower cuDNN choices on GPU).
+    deterministic: bool = True
+
+
+def register_configs() -> None:
+    """Store the schemas so YAML options can extend them (``defaults: [base_<group>]``)."""
+    cs = ConfigStore.instance()
+    cs.store(name="base_config", node=Config)
+    cs.store(group="task", name="base_task", node=TaskConfig)
+    cs.store(group="data", name="base_data", node=DataConfig)
+    cs.store(group="backbone", name="base_backbone", node=BackboneConfig)
+    cs.store(group="regularizer", name="base_regularizer", node=RegularizerConfig)
+    cs.store(group="optim", name="base_optim", node=OptimConfig)
+    cs.store(group="logger", name="base_logger", node=LoggerConfig)
+
+
+def _name_error(key: str, value: str, options: tuple[str, ...] | list[str]) -> ConfigError:
+    close = difflib.get_close_matches(value, list(options), n=3)
+    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    return ConfigError(f"{key} must be one of {', '.join(sorted(options))}, got {value!r}{hint}")
+
+
+def _check_range(key: str, value: float, low: float, high: float | None, high_open: bool) -> None:
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if value < low or too_high:
+        upper = "∞)" if high is None else (f"{high})" if high_open else f"{high}]")
+        raise ConfigError(f"{key} must be in [{low}, {upper}, got {value}")
+
+
+def validate(cfg: DictConfig | Config) -> None:
+    """Check the rules a type cannot express. Raises :class:`ConfigError` on the first break."""
+    from models import list_backbones  # the registry; imported here to keep this module light
+
+    if cfg.batch < 1:
+        raise ConfigError(f"batch must be >= 1, got {cfg.batch}")
+    if cfg.subdivisions < 1:
+        raise ConfigError(f"subdivisions must be >= 1, got {cfg.subdivisions}")
+    if cfg.batch % cfg.subdivisions:
+        raise ConfigError(
+            f"batch must be divisible by subdivisions (mini_batch = batch / subdivisions), "
+            f"got batch={cfg.batch} subdivisions={cfg.subdivisions}"
+        )
+    if cfg.epochs < 1:
+        raise ConfigError(f"epochs must be >= 1, got {cfg.epochs}")
+
+    if cfg.task.name != "classify":
+        raise _name_error("task.name", cfg.task.name, ("classify",))
+    if not cfg.task.topk or any(k < 1 for k in cfg.task.topk):
+        raise ConfigError(
+            f"task.topk must be a non-empty list of k >= 1, got {list(cfg.task.topk)}"
+        )
+    _check_range("task.label_smoothing", cfg.task.label_smoothing, 0.0, 1.0, True)
+
+    data = cfg.data
+    if data.name not in ("synthetic", "imagefolder"):
+        raise _name_error("data.name", data.name, ("synthetic", "imagefolder"))
+    if data.name == "imagefolder" and not data.root:
+        raise ConfigError("data.root must name an ImageNet-layout directory for data=imagefolder")
+    if data.image_size < 8:
+        raise ConfigError(f"data.image_size must be >= 8, got {data.image_size}")
+    if data.crop not in ("pad", "resized"):
+        raise _name_error("data.crop", data.crop, ("pad", "resized"))
+    if data.workers < 0:
+        raise ConfigError(f"data.workers must be >= 0, got {data.workers}")
+    if data.name == "synthetic":
+        if not 2 <= data.num_classes <= 10:
+            raise ConfigError(
+                f"data.num_classes must be in [2, 10] for synthetic data, got {data.num_classes}"
+            )
+        for key in ("train_per_class", "val_per_class"):
+            if getattr(data, key) < 1:
+                raise ConfigError(f"data.{key} must be >= 1, got {getattr(data, key)}")
+    if len(data.mean) != 3 or len(data.std) != 3 or any(s <= 0 for s in data.std):
+        raise ConfigError(
+            f"data.mean and data.std need 3 values with std > 0, got {list(data.mean)}, {list(data.std)}"
+        )
+
+    backbones = list_backbones()
+    if cfg.backbone.name not in backbones:
+        raise _name_error("backbone.name", cfg.backbone.name, backbones)
+
+    reg = cfg.regularizer
+    if reg.name not in REGULARIZERS:
+        raise _name_error("regularizer.name", reg.name, REGULARIZERS)
+    for group, settings in reg.groups.items():
+        if group not in GROUPS:
+            raise ConfigError(f"regularizer.groups keys must be groups 1..4, got {group!r}")
+        _check_range(f"regularizer.groups.{group}.p", settings.p, 0.0, 1.0, True)
+        if settings.block_size < 1:
+            raise ConfigError(
+                f"regularizer.groups.{group}.block_size must be >= 1, got {settings.block_size}"
+            )
+
+    opt = cfg.optim
+    if opt.name != "sgd":
+        raise _name_error("optim.name", opt.name, ("sgd",))
+    if opt.base_lr <= 0:
+        raise ConfigError(f"optim.base_lr must be > 0, got {opt.base_lr}")
+    _check_range("optim.momentum", opt.momentum, 0.0, 1.0, True)
+    _check_range("optim.weight_decay", opt.weight_decay, 0.0, None, False)
+    _check_range("optim.warmup_epochs", opt.warmup_epochs, 0.0, float(cfg.epochs), False)
+
+    if cfg.logger.name not in ("wandb", "none"):
+        raise _name_error("logger.name", cfg.logger.name, ("wandb", "none"))
+    for metric in cfg.report.metrics:
+        if metric not in ("top1", "top5", "loss"):
+            raise _name_error("report.metrics", metric, ("top1", "top5", "loss"))
+
+
+def resolved_container(cfg: DictConfig) -> dict[str, Any]:
+    """The config as plain JSON-able Python, interpolations resolved, enums as strings."""
+    container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    container.pop("hydra", None)
+    return container
+
+
+def config_hash(cfg: DictConfig | dict[str, Any]) -> str:
+    """SHA-256 (first 16 hex) of the resolved config, minus keys that do not change the result."""
+    container = cfg if isinstance(cfg, dict) else resolved_container(cfg)
+    relevant = {k: v for k, v in container.items() if k not in HASH_EXCLUDED_KEYS}
+    blob = json.dumps(relevant, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -1,0 +1,70 @@
+"""Facts about where a run executes: code version, package versions, device and peak memory."""
+
+from __future__ import annotations
+
+import platform
+import resource
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import torch
+
+from runners.record import CodeVersion
+
+__all__ = ["code_version", "package_versions", "peak_memory_mb", "resolve_device"]
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+_PACKAGES = ("torch", "torchvision", "timm", "hydra-core", "omegaconf", "wandb", "numpy", "pillow")
+
+
+def code_version(root: Path = PROJECT_ROOT) -> CodeVersion:
+    """The project's git commit and whether tracked files differ from it (None outside git)."""
+
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(
+                ["git", "-C", str(root), *args],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=True,
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return out.stdout.strip()
+
+    commit = git("rev-parse", "HEAD")
+    if not commit:
+        return CodeVersion()
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return CodeVersion(commit=commit, dirty=None if status is None else bool(status))
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages that decide a run's numbers, plus Python's."""
+    versions = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def resolve_device(requested: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device=cuda was requested but torch.cuda.is_available() is False")
+    return torch.device(requested)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """CUDA: peak allocated by the caching allocator. CPU: the process's peak resident set."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 1024

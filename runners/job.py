@@ -1,0 +1,108 @@
+"""The job wrapper: validate, record ``running``, fit, record the outcome, finish tracking.
+
+Whatever happens inside training, ``run.json`` ends with the true status (``completed``, or
+``failed`` with the error and traceback) and the W&B run is finished (with a non-zero exit code
+on failure), then the exception is re-raised. A config error is raised before anything is
+written, so a bad command leaves no record behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from runners.config import config_hash, resolved_container, validate
+from runners.environment import code_version, package_versions, resolve_device
+from runners.record import RECORD_NAME, RunRecord
+from runners.tracking import create_tracker
+
+__all__ = ["JobContext", "run_job"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class JobContext:
+    """Where a job writes and what it is called (from Hydra, or given by a test)."""
+
+    job_dir: Path
+    run_name: str = "default"
+    overrides: list[str] = field(default_factory=list)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _tags(config: dict[str, Any]) -> list[str]:
+    return [
+        f"regularizer={config['regularizer']['name']}",
+        f"backbone={config['backbone']['name']}",
+        f"batch={config['batch']}",
+        f"mini_batch={config['batch'] // config['subdivisions']}",
+    ]
+
+
+def run_job(cfg: DictConfig, context: JobContext) -> RunRecord:
+    """Run one training job described by ``cfg`` into ``context.job_dir``."""
+    from runners.train import fit  # torch-heavy; keeps `run.py --help` fast
+
+    validate(cfg)
+    device = resolve_device(str(getattr(cfg.device, "value", cfg.device)))
+    config = resolved_container(cfg)
+    job_dir = Path(context.job_dir)
+    record = RunRecord(
+        status="running",
+        study=cfg.study,
+        run_name=context.run_name,
+        job_dir=str(job_dir),
+        overrides=list(context.overrides),
+        config=config,
+        config_hash=config_hash(config),
+        code_version=code_version(),
+        packages=package_versions(),
+        host=socket.gethostname(),
+        device=str(device),
+        batch=cfg.batch,
+        subdivisions=cfg.subdivisions,
+        mini_batch=cfg.batch // cfg.subdivisions,
+        started_at=_now(),
+    )
+    record.write(job_dir)
+    tracker = create_tracker(
+        cfg.logger,
+        job_dir=job_dir,
+        run_name=context.run_name,
+        group=cfg.study,
+        tags=_tags(config),
+        config=config,
+    )
+    start = time.perf_counter()
+    try:
+        fit(cfg, record, tracker, device, on_epoch_end=lambda r: r.write(job_dir))
+        record.status = "completed"
+    except BaseException as err:
+        record.status = "failed"
+        record.error = f"{type(err).__name__}: {err}"
+        record.traceback = traceback.format_exc()
+        raise
+    finally:
+        record.ended_at = _now()
+        record.wall_time_s = time.perf_counter() - start
+        record.write(job_dir)
+        if record.status == "completed":
+            tracker.summary(
+                {f"final_{k}": v for k, v in record.final.items()}
+                | {f"best_{k}": v for k, v in record.best.items()}
+            )
+        tracker.finish(exit_code=0 if record.status == "completed" else 1)
+        log.info("run record (%s): %s", record.status, job_dir / RECORD_NAME)
+    return record

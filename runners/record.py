@@ -1,0 +1,149 @@
+"""The run record (``run.json``): the one contract between runners and reports.
+
+Defined once here, versioned by :data:`SCHEMA_VERSION`; runners write it through
+:meth:`RunRecord.write` and reports read it through :func:`load_record`. A reader refuses a
+record of a newer schema than it knows rather than guessing at its fields.
+
+Writes are atomic (a temporary file in the same directory, flushed, then ``os.replace``), so a
+reader or a crash never sees half a record.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "RECORD_NAME",
+    "SCHEMA_VERSION",
+    "STATUSES",
+    "CodeVersion",
+    "EpochMetrics",
+    "RunRecord",
+    "load_record",
+]
+
+SCHEMA_VERSION = 1
+RECORD_NAME = "run.json"
+#: ``running`` until the job ends; ``diverged`` and ``pruned`` are used by later stages.
+STATUSES = ("running", "completed", "failed", "diverged", "pruned")
+
+
+@dataclass
+class CodeVersion:
+    """The code a run was trained with: git commit of the project and whether it had edits."""
+
+    commit: str | None = None
+    dirty: bool | None = None
+
+
+@dataclass
+class EpochMetrics:
+    """Metrics after one epoch. Accuracies are percentages (0..100); ``loss`` is validation loss."""
+
+    epoch: int
+    train_loss: float
+    loss: float
+    top1: float
+    top5: float
+    lr: float
+    epoch_time_s: float
+    images_per_s: float
+
+
+@dataclass
+class RunRecord:
+    """Everything a report needs about one job, and nothing it would have to recompute."""
+
+    status: str = "running"
+    schema_version: int = SCHEMA_VERSION
+    error: str | None = None
+    traceback: str | None = None
+    study: str = ""
+    run_name: str = ""
+    job_dir: str = ""
+    overrides: list[str] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)
+    config_hash: str = ""
+    code_version: CodeVersion = field(default_factory=CodeVersion)
+    packages: dict[str, str] = field(default_factory=dict)
+    host: str = ""
+    device: str = ""
+    batch: int = 0
+    subdivisions: int = 1
+    mini_batch: int = 0
+    params: int | None = None
+    flops: int | None = None
+    #: Where the regularizer was placed (dotted module paths), for audit.
+    placements: list[str] = field(default_factory=list)
+    epochs: list[EpochMetrics] = field(default_factory=list)
+    #: Metrics after the last epoch: top1, top5 (percent) and loss.
+    final: dict[str, float] = field(default_factory=dict)
+    #: Best over epochs, each metric on its own: max top1, max top5, min loss.
+    best: dict[str, float] = field(default_factory=dict)
+    #: Training images per second over all epochs (evaluation excluded).
+    throughput: float | None = None
+    wall_time_s: float | None = None
+    #: Peak memory in MiB: CUDA max allocated on a GPU, process max RSS on a CPU.
+    peak_memory_mb: float | None = None
+    started_at: str = ""
+    ended_at: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(
+                f"run record status must be one of {', '.join(STATUSES)}, got {self.status!r}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunRecord:
+        version = data.get("schema_version")
+        if not isinstance(version, int) or version > SCHEMA_VERSION:
+            raise ValueError(
+                f"run record schema_version {version!r} is not supported (this code reads <= {SCHEMA_VERSION})"
+            )
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["code_version"] = CodeVersion(**(data.get("code_version") or {}))
+        values["epochs"] = [EpochMetrics(**e) for e in data.get("epochs") or []]
+        return cls(**values)
+
+    def write(self, job_dir: str | os.PathLike[str]) -> Path:
+        """Write ``run.json`` into ``job_dir`` atomically; returns its path."""
+        directory = Path(job_dir)
+        directory.mkdir(parents=True, exist_ok=True)
+        target = directory / RECORD_NAME
+        fd, tmp = tempfile.mkstemp(prefix=".run.json.", dir=directory)
+        try:
+            with os.fdopen(fd, "w") as handle:
+                json.dump(self.to_dict(), handle, indent=2, allow_nan=True)
+                handle.write("\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return target
+
+
+def load_record(path: str | os.PathLike[str]) -> RunRecord:
+    """Read a ``run.json`` (or the ``run.json`` inside a job directory)."""
+    target = Path(path)
+    if target.is_dir():
+        target = target / RECORD_NAME
+    try:
+        data = json.loads(target.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{target}: not a valid run record ({err})") from None
+    try:
+        return RunRecord.from_dict(data)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{target}: {err}") from None

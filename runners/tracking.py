@@ -1,0 +1,112 @@
+"""Experiment tracking beside the run record: Weights & Biases, or nothing.
+
+W&B runs offline by default (no account, no network; ``wandb sync`` uploads later). In a Hydra
+multirun all jobs share one process, so every job must ``finish()`` its run, failed ones
+included, or later jobs log into the first run (wandb #1314, lightning-hydra-template #289);
+:func:`runners.job.run_job` does that in ``finally``. ``logger=none`` never imports wandb.
+
+A tracking failure never fails a run: it is reported once as a warning and the run record
+still holds everything.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Protocol
+
+__all__ = ["NullTracker", "Tracker", "WandbTracker", "create_tracker"]
+
+log = logging.getLogger(__name__)
+
+
+class Tracker(Protocol):
+    def log(self, metrics: dict[str, float], step: int) -> None: ...
+    def summary(self, values: dict[str, Any]) -> None: ...
+    def finish(self, exit_code: int) -> None: ...
+
+
+class NullTracker:
+    """Tracks nothing (``logger=none``, or W&B after a failure)."""
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        pass
+
+    def summary(self, values: dict[str, Any]) -> None:
+        pass
+
+    def finish(self, exit_code: int) -> None:
+        pass
+
+
+class WandbTracker:
+    """One W&B run per job; every call after a W&B error is a no-op (warned once)."""
+
+    def __init__(self, run: Any) -> None:
+        self._run = run
+
+    def _guard(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> None:
+        if self._run is None:
+            return
+        try:
+            fn(*args, **kwargs)
+        except Exception as err:  # tracking must never fail a run
+            warnings.warn(f"W&B {what} failed, tracking disabled for this run: {err}", stacklevel=3)
+            self._run = None
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        if self._run is not None:
+            self._guard("log", self._run.log, metrics, step=step)
+
+    def summary(self, values: dict[str, Any]) -> None:
+        if self._run is not None:
+            self._guard("summary", self._run.summary.update, values)
+
+    def finish(self, exit_code: int) -> None:
+        if self._run is not None:
+            run, self._run = self._run, None
+            try:
+                run.finish(exit_code=exit_code)
+            except Exception as err:
+                warnings.warn(f"W&B finish failed: {err}", stacklevel=2)
+
+
+def create_tracker(
+    logger_cfg: Any,
+    *,
+    job_dir: Path,
+    run_name: str,
+    group: str,
+    tags: list[str],
+    config: dict[str, Any],
+) -> Tracker:
+    """A tracker for ``logger.name``; W&B files go to ``<job_dir>/wandb``."""
+    if logger_cfg.name == "none":
+        return NullTracker()
+    mode = str(getattr(logger_cfg.mode, "value", logger_cfg.mode))
+    try:
+        import wandb
+
+        os.environ.setdefault("WANDB_SILENT", "true")
+        run = wandb.init(
+            project=logger_cfg.project,
+            entity=logger_cfg.entity,
+            mode=mode,
+            dir=str(job_dir),
+            name=run_name,
+            group=group,
+            tags=tags,
+            config=config,
+            reinit="finish_previous",
+            settings=wandb.Settings(console="off", x_disable_stats=True),
+        )
+    except Exception as err:
+        warnings.warn(
+            f"W&B init failed ({type(err).__name__}: {err}); continuing with run.json only",
+            stacklevel=2,
+        )
+        return NullTracker()
+    log.info("W&B run %s (%s) in %s", run.id, mode, run.dir)
+    return WandbTracker(run)
