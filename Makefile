@@ -1,0 +1,31 @@
+# The two commands of the README's quickstart. Each creates .venv and installs the project first.
+#   make demo   the default study on the embedded synthetic data (CPU), ends with RESULTS.md's path
+#   make test   lint, format check and the test suite (what CI runs)
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python run.py -m ablation=default
+
+test: $(STAMP)
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python bench/harness_overhead.py
+
+clean:
+	rm -rf $(VENV) .cache multirun outputs

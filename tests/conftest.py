@@ -1,0 +1,58 @@
+"""Shared fixtures: the real config composed by Hydra, tiny budgets, per-test directories."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from runners.config import register_configs
+
+ROOT = Path(__file__).resolve().parent.parent
+#: Overrides that make a job take a second or two on a CPU.
+TINY = [
+    "epochs=1",
+    "data.train_per_class=6",
+    "data.val_per_class=3",
+    "logger=none",
+    "device=cpu",
+]
+
+register_configs()
+
+
+@pytest.fixture(scope="session")
+def data_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One synthetic-data cache shared by the whole session (generation is deterministic)."""
+    return tmp_path_factory.mktemp("data-cache")
+
+
+@pytest.fixture
+def make_cfg(data_cache: Path) -> Callable[..., DictConfig]:
+    """Compose the real ``conf/config.yaml`` with overrides (tiny budget first)."""
+
+    def _make(*overrides: str, tiny: bool = True) -> DictConfig:
+        base = [*TINY, f"data.cache_dir={data_cache}"] if tiny else []
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            return compose(config_name="config", overrides=[*base, *overrides])
+
+    return _make
+
+
+def run_cli(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run ``python run.py ...`` in a subprocess, as a user would."""
+    full_env = {**os.environ, "HYDRA_FULL_ERROR": "0", "WANDB_SILENT": "true", **(env or {})}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

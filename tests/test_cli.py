@@ -1,0 +1,75 @@
+"""The real CLI in a subprocess: a tiny multirun, a single run, and every study."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from reports.wandb_offline import find_offline_runs, read_offline_run
+from runners.record import load_record
+from tests.conftest import ROOT, run_cli
+
+TINY_CLI = ["epochs=1", "data.train_per_class=6", "data.val_per_class=3", "device=cpu"]
+
+
+def test_multirun_writes_records_results_and_wandb(tmp_path, data_cache):
+    sweep = tmp_path / "sweep"
+    result = run_cli(
+        "-m", "regularizer=none,dropout", "batch=64,512", *TINY_CLI,
+        f"data.cache_dir={data_cache}", f"hydra.sweep.dir={sweep}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    records = sorted(sweep.rglob("run.json"))
+    assert len(records) == 4
+    loaded = [load_record(p) for p in records]
+    assert all(r.status == "completed" for r in loaded)
+    assert {(r.config["regularizer"]["name"], r.batch) for r in loaded} == {
+        ("none", 64), ("none", 512), ("dropout", 64), ("dropout", 512),
+    }  # fmt: skip
+
+    results = sweep / "RESULTS.md"
+    assert f"results: {results}" in result.stdout
+    text = results.read_text()
+    for metric in ("Top-1 (%)", "Top-5 (%)"):
+        section = text.split(f"### {metric}")[1].split("###")[0]
+        header = next(line for line in section.splitlines() if line.startswith("| regularizer"))
+        assert re.findall(r"batch (\d+)", header) == ["64", "512"]
+        rows = [line.split("|")[1].strip() for line in section.splitlines() if line.startswith("| ") and "regularizer" not in line]
+        assert rows == ["none", "dropout"]
+        assert all("(n=1)" in line for line in section.splitlines() if line.startswith(("| none", "| dropout")))
+
+    offline = find_offline_runs(sweep)
+    assert len(offline) == 4, "one W&B run per job (finish() called between jobs)"
+    runs = [read_offline_run(p) for p in offline]
+    assert len({r.run_id for r in runs}) == 4
+    for run in runs:
+        assert {"top1", "top5"} <= set(run.summary)
+        assert run.group == "adhoc" and run.exit_code == 0
+        assert any(tag.startswith("regularizer=") for tag in run.tags)
+    by_name = {r.name: r for r in runs}
+    for record in loaded:
+        run = by_name[record.run_name]
+        assert run.summary["top1"] == pytest.approx(record.final["top1"])
+
+
+def test_single_run_prints_its_record(tmp_path, data_cache):
+    job = tmp_path / "job"
+    result = run_cli(*TINY_CLI, "logger=none", f"data.cache_dir={data_cache}", f"hydra.run.dir={job}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"run record: {job}/run.json" in result.stdout
+    assert load_record(job).status == "completed"
+
+
+@pytest.mark.parametrize("study", sorted(p.stem for p in (ROOT / "ablations").glob("*.yaml")))
+def test_every_study_runs_at_a_tiny_budget(tmp_path, data_cache, study):
+    sweep = tmp_path / study
+    result = run_cli(
+        "-m", f"ablation={study}", *TINY_CLI, "logger=none", "seed=0",
+        f"data.cache_dir={data_cache}", f"hydra.sweep.dir={sweep}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = [load_record(p) for p in sweep.rglob("run.json")]
+    assert records and all(r.status == "completed" and r.study == study for r in records)
+    assert (sweep / "RESULTS.md").is_file()

@@ -1,0 +1,84 @@
+"""The run record: schema, atomic writes, and the status a job leaves behind."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from runners.job import JobContext, run_job
+from runners.record import RECORD_NAME, SCHEMA_VERSION, EpochMetrics, RunRecord, load_record
+
+
+def test_round_trip_keeps_every_field(tmp_path):
+    record = RunRecord(status="completed", study="s", batch=64, subdivisions=4, mini_batch=16)
+    record.epochs.append(EpochMetrics(1, 2.0, 1.5, 40.0, 90.0, 0.1, 3.0, 300.0))
+    record.final = {"top1": 40.0, "top5": 90.0, "loss": 1.5}
+    path = record.write(tmp_path)
+    assert path == tmp_path / RECORD_NAME
+    assert load_record(tmp_path) == record
+    assert json.loads(path.read_text())["schema_version"] == SCHEMA_VERSION
+
+
+def test_unknown_status_and_newer_schema_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="status must be one of"):
+        RunRecord(status="done")
+    (tmp_path / RECORD_NAME).write_text(json.dumps({"schema_version": SCHEMA_VERSION + 1}))
+    with pytest.raises(ValueError, match="schema_version"):
+        load_record(tmp_path)
+
+
+def test_write_is_atomic(tmp_path, monkeypatch):
+    RunRecord(status="running", study="first").write(tmp_path)
+
+    def broken_dump(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(json, "dump", broken_dump)
+    with pytest.raises(OSError, match="disk full"):
+        RunRecord(status="completed", study="second").write(tmp_path)
+    monkeypatch.undo()
+    assert load_record(tmp_path).study == "first"  # the old record is intact
+    assert [p.name for p in tmp_path.iterdir()] == [RECORD_NAME]  # no temporary left
+
+
+def test_completed_run_has_the_full_record(make_cfg, tmp_path):
+    cfg = make_cfg("regularizer=dropout", "batch=16", "subdivisions=2")
+    record = run_job(cfg, JobContext(job_dir=tmp_path, run_name="t", overrides=["batch=16"]))
+    saved = load_record(tmp_path)
+    assert saved == record
+    assert saved.status == "completed" and saved.error is None
+    assert saved.mini_batch == 8 and saved.batch == 16 and saved.subdivisions == 2
+    assert saved.config["regularizer"]["name"] == "dropout"
+    assert len(saved.config_hash) == 16
+    assert saved.code_version.commit is None or len(saved.code_version.commit) == 40
+    assert {"torch", "hydra-core", "python"} <= set(saved.packages)
+    assert set(saved.final) == {"top1", "top5", "loss"} and set(saved.best) == {"top1", "top5", "loss"}
+    assert len(saved.epochs) == 1 and 0 <= saved.final["top1"] <= 100
+    assert saved.throughput > 0 and saved.wall_time_s > 0 and saved.peak_memory_mb > 0
+    assert saved.params > 0 and saved.flops > 0
+    assert "layer4.0.downsample.1" in saved.placements
+    assert saved.device == "cpu" and saved.ended_at
+
+
+def test_failing_training_records_failed_with_the_error(make_cfg, tmp_path):
+    empty = tmp_path / "empty-dataset"
+    (empty / "train").mkdir(parents=True)
+    (empty / "val").mkdir()
+    cfg = make_cfg("data=imagefolder", f"data.root={empty}", "data.workers=0")
+    job_dir = tmp_path / "job"
+    with pytest.raises(FileNotFoundError):
+        run_job(cfg, JobContext(job_dir=job_dir))
+    saved = load_record(job_dir)
+    assert saved.status == "failed"
+    assert saved.error.startswith("FileNotFoundError") and "class folder" in saved.error
+    assert "Traceback" in saved.traceback
+    assert saved.final == {} and saved.ended_at
+
+
+def test_config_error_writes_no_record(make_cfg, tmp_path):
+    from runners.config import ConfigError
+
+    with pytest.raises(ConfigError):
+        run_job(make_cfg("batch=10", "subdivisions=3"), JobContext(job_dir=tmp_path))
+    assert not (tmp_path / RECORD_NAME).exists()

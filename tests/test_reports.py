@@ -1,0 +1,103 @@
+"""Aggregation of run records into RESULTS.md tables."""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+
+from reports import collect_runs, format_cell, render_results, write_results
+from runners.record import RunRecord
+from tests.conftest import ROOT
+
+FIXTURE = {
+    # (regularizer, batch, seed): top1
+    ("none", 64, 0): 70.0,
+    ("none", 64, 1): 72.0,
+    ("none", 64, 2): 74.5,
+    ("none", 512, 0): 60.0,
+    ("dropout", 64, 0): 71.0,
+    ("dropout", 64, 1): 73.0,
+    ("dropout", 512, 0): 58.0,
+    ("dropout", 512, 1): 61.0,
+}
+
+
+def _write_fixture(root, extra_failed=True):
+    for (reg, batch, seed), top1 in FIXTURE.items():
+        record = RunRecord(
+            status="completed",
+            study="fixture",
+            batch=batch,
+            subdivisions=2,
+            mini_batch=batch // 2,
+            config={
+                "task": {"name": "classify"},
+                "data": {"name": "synthetic"},
+                "backbone": {"name": "tinyresnet"},
+                "regularizer": {"name": reg},
+                "epochs": 3,
+                "seed": seed,
+            },
+            final={"top1": top1, "top5": top1 + 20, "loss": 1.0},
+        )
+        record.write(root / f"{reg}-{batch}-{seed}")
+    if extra_failed:
+        failed = RunRecord(status="failed", study="fixture", error="RuntimeError: boom | bad", config={"regularizer": {"name": "none"}})
+        failed.write(root / "zz-failed")
+
+
+def test_collect_finds_every_record(tmp_path):
+    _write_fixture(tmp_path)
+    runs = collect_runs([tmp_path])
+    assert len(runs) == len(FIXTURE) + 1
+    assert set(runs["status"]) == {"completed", "failed"}
+
+
+def test_cells_are_mean_std_and_n(tmp_path):
+    _write_fixture(tmp_path)
+    text = render_results(collect_runs([tmp_path]), metrics=["top1"])
+    none64 = [70.0, 72.0, 74.5]
+    expected = f"{statistics.mean(none64):.1f} ± {statistics.stdev(none64):.1f} (n=3)"
+    assert expected == "72.2 ± 2.3 (n=3)"
+    lines = text.splitlines()
+    header = next(line for line in lines if line.startswith("| regularizer"))
+    assert "batch 64 (mini 32)" in header and "batch 512 (mini 256)" in header
+    assert header.index("batch 64") < header.index("batch 512")
+    none_row = next(line for line in lines if line.startswith("| none"))
+    dropout_row = next(line for line in lines if line.startswith("| dropout"))
+    assert lines.index(none_row) < lines.index(dropout_row)  # baseline first
+    assert expected in none_row and "60.0 (n=1)" in none_row
+    assert "72.0 ± 1.4 (n=2)" in dropout_row and "59.5 ± 2.1 (n=2)" in dropout_row
+
+
+def test_failed_runs_are_listed_not_averaged(tmp_path):
+    _write_fixture(tmp_path)
+    text = render_results(collect_runs([tmp_path]), metrics=["top1"])
+    assert "## Runs left out" in text
+    assert "| failed | RuntimeError: boom \\| bad |" in text
+    assert "8 completed, 1 left out" in text
+
+
+def test_format_cell():
+    assert format_cell(71.25, 1.04, 3) == "71.2 ± 1.0 (n=3)"
+    assert format_cell(71.25, float("nan"), 1) == "71.2 (n=1)"
+    assert format_cell(float("nan"), float("nan"), 0) == "–"
+
+
+def test_write_results_and_cli_agree(tmp_path):
+    _write_fixture(tmp_path / "runs")
+    api = write_results([tmp_path / "runs"], out=tmp_path / "api.md")
+    cli = subprocess.run(
+        [sys.executable, "-m", "reports", str(tmp_path / "runs"), "--out", str(tmp_path / "cli.md")],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    )
+    assert cli.stdout.strip() == str(tmp_path / "cli.md")
+    assert api.read_text() == (tmp_path / "cli.md").read_text()
+
+
+def test_cli_reports_a_missing_path(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "reports", str(tmp_path / "nope")], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 2 and "no such file or directory" in result.stderr
