@@ -26,13 +26,13 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hydra import compose, initialize_config_dir  # noqa: E402
+from hydra import compose, initialize_config_dir
 
-from runners.config import register_configs  # noqa: E402
-from runners.data import build_data  # noqa: E402
-from runners.optim import build_optimizer, lr_at, scaled_lr  # noqa: E402
-from runners.progress import EpochProgress  # noqa: E402
-from runners.train import build_model, seed_everything, train_one_epoch  # noqa: E402
+from runners.config import register_configs
+from runners.data import build_data
+from runners.optim import build_optimizer, lr_at, scaled_lr
+from runners.progress import EpochProgress
+from runners.train import build_model, seed_everything, train_one_epoch
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,7 +47,9 @@ def minimal_epoch(model, loader, optimizer, criterion) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--epochs", type=int, default=5, help="timed epochs per side")
     parser.add_argument("--batch", type=int, default=64)
     args = parser.parse_args()
@@ -62,8 +64,12 @@ def main() -> None:
     lr = scaled_lr(cfg.optim.base_lr, cfg.batch)
 
     runner_model, minimal_model = copy.deepcopy(base_model), copy.deepcopy(base_model)
-    runner_opt = build_optimizer(runner_model, lr, cfg.optim.momentum, cfg.optim.weight_decay, False)
-    minimal_opt = build_optimizer(minimal_model, lr, cfg.optim.momentum, cfg.optim.weight_decay, False)
+    runner_opt = build_optimizer(
+        runner_model, lr, cfg.optim.momentum, cfg.optim.weight_decay, False
+    )
+    minimal_opt = build_optimizer(
+        minimal_model, lr, cfg.optim.momentum, cfg.optim.weight_decay, False
+    )
     steps = len(data.train)
     total = steps * (args.epochs + 1)
     state = {"step": 0}
@@ -81,14 +87,19 @@ def main() -> None:
     runner_epoch()  # warm-up (allocator, thread pools, page cache)
     minimal_epoch(minimal_model, data.train, minimal_opt, criterion)
     for _ in range(args.epochs):
-        for name, fn in (("minimal", lambda: minimal_epoch(minimal_model, data.train, minimal_opt, criterion)), ("runner", runner_epoch)):
+        for name, fn in (
+            ("minimal", lambda: minimal_epoch(minimal_model, data.train, minimal_opt, criterion)),
+            ("runner", runner_epoch),
+        ):
             start = time.perf_counter()
             fn()
             timings[name].append(time.perf_counter() - start)
 
     runner, minimal = statistics.median(timings["runner"]), statistics.median(timings["minimal"])
     images = len(data.train.dataset)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {images} images/epoch, batch {cfg.batch}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {images} images/epoch, batch {cfg.batch}"
+    )
     print("| loop | median epoch s | images/s | epochs |")
     print("|---|---|---|---|")
     print(f"| minimal hand-written | {minimal:.3f} | {images / minimal:.0f} | {args.epochs} |")

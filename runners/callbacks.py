@@ -24,7 +24,7 @@ class ResultsTableCallback(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from reports import write_results
 
-        sweep_dir = Path(config.hydra.sweep.dir)
+        sweep_dir = Path(config.hydra.sweep.dir).resolve()
         report = config.get("report", {})
         path = write_results(
             [sweep_dir],

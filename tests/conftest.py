@@ -45,7 +45,9 @@ def make_cfg(data_cache: Path) -> Callable[..., DictConfig]:
     return _make
 
 
-def run_cli(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, cwd: Path = ROOT, env: dict[str, str] | None = None, timeout: int = 600
+) -> subprocess.CompletedProcess:
     """Run ``python run.py ...`` in a subprocess, as a user would."""
     full_env = {**os.environ, "HYDRA_FULL_ERROR": "0", "WANDB_SILENT": "true", **(env or {})}
     return subprocess.run(

@@ -36,9 +36,17 @@ def test_multirun_writes_records_results_and_wandb(tmp_path, data_cache):
         section = text.split(f"### {metric}")[1].split("###")[0]
         header = next(line for line in section.splitlines() if line.startswith("| regularizer"))
         assert re.findall(r"batch (\d+)", header) == ["64", "512"]
-        rows = [line.split("|")[1].strip() for line in section.splitlines() if line.startswith("| ") and "regularizer" not in line]
+        rows = [
+            line.split("|")[1].strip()
+            for line in section.splitlines()
+            if line.startswith("| ") and "regularizer" not in line
+        ]
         assert rows == ["none", "dropout"]
-        assert all("(n=1)" in line for line in section.splitlines() if line.startswith(("| none", "| dropout")))
+        assert all(
+            "(n=1)" in line
+            for line in section.splitlines()
+            if line.startswith(("| none", "| dropout"))
+        )
 
     offline = find_offline_runs(sweep)
     assert len(offline) == 4, "one W&B run per job (finish() called between jobs)"
@@ -56,7 +64,9 @@ def test_multirun_writes_records_results_and_wandb(tmp_path, data_cache):
 
 def test_single_run_prints_its_record(tmp_path, data_cache):
     job = tmp_path / "job"
-    result = run_cli(*TINY_CLI, "logger=none", f"data.cache_dir={data_cache}", f"hydra.run.dir={job}")
+    result = run_cli(
+        *TINY_CLI, "logger=none", f"data.cache_dir={data_cache}", f"hydra.run.dir={job}"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"run record: {job}/run.json" in result.stdout
     assert load_record(job).status == "completed"

@@ -36,7 +36,9 @@ def test_every_group_option_composes(make_cfg):
 
 
 def test_regularizer_groups_are_per_group_and_overridable(make_cfg):
-    cfg = make_cfg("regularizer=dropout", "regularizer.groups.3.p=0.05", "regularizer.groups.4.block_size=5")
+    cfg = make_cfg(
+        "regularizer=dropout", "regularizer.groups.3.p=0.05", "regularizer.groups.4.block_size=5"
+    )
     assert cfg.regularizer.groups["3"].p == 0.05
     assert cfg.regularizer.groups["4"].p == 0.1
     assert cfg.regularizer.groups["4"].block_size == 5
@@ -49,9 +51,15 @@ def test_regularizer_groups_are_per_group_and_overridable(make_cfg):
         (["batch=0"], "batch must be >= 1"),
         (["subdivisions=0"], "subdivisions must be >= 1"),
         (["epochs=0"], "epochs must be >= 1"),
-        (["regularizer=dropout", "regularizer.groups.4.p=1.0"], "regularizer.groups.4.p must be in [0.0, 1.0)"),
+        (
+            ["regularizer=dropout", "regularizer.groups.4.p=1.0"],
+            "regularizer.groups.4.p must be in [0.0, 1.0)",
+        ),
         (["regularizer=dropout", "regularizer.groups.3.p=-0.1"], "regularizer.groups.3.p"),
-        (["regularizer=dropout", "regularizer.groups.4.block_size=0"], "regularizer.groups.4.block_size"),
+        (
+            ["regularizer=dropout", "regularizer.groups.4.block_size=0"],
+            "regularizer.groups.4.block_size",
+        ),
         (["backbone.name=resnet5O"], "backbone.name must be one of"),
         (["regularizer.name=dropblok"], "regularizer.name must be one of"),
         (["optim.base_lr=0"], "optim.base_lr must be > 0"),
@@ -78,7 +86,12 @@ def test_group_outside_1_to_4_is_rejected(make_cfg):
 
 def test_every_group_can_be_set_from_the_command_line(make_cfg):
     cfg = make_cfg("regularizer=dropout", "regularizer.groups.2.p=0.01")
-    assert {k: v.p for k, v in cfg.regularizer.groups.items()} == {"1": 0.0, "2": 0.01, "3": 0.025, "4": 0.1}
+    assert {k: v.p for k, v in cfg.regularizer.groups.items()} == {
+        "1": 0.0,
+        "2": 0.01,
+        "3": 0.025,
+        "4": 0.1,
+    }
 
 
 def test_close_names_are_suggested(make_cfg):
@@ -112,15 +125,21 @@ def test_config_hash_ignores_tracking_but_not_training(make_cfg):
 
 
 def test_cli_config_error_is_one_line_and_trains_nothing(tmp_path):
-    result = run_cli("batch=64", "subdivisions=3", "logger=none", f"hydra.run.dir={tmp_path / 'job'}")
+    result = run_cli(
+        "batch=64", "subdivisions=3", "logger=none", f"hydra.run.dir={tmp_path / 'job'}"
+    )
     assert result.returncode == 2
     lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
-    assert lines == ["error: batch must be divisible by subdivisions (mini_batch = batch / subdivisions), got batch=64 subdivisions=3"]
+    assert lines == [
+        "error: batch must be divisible by subdivisions (mini_batch = batch / subdivisions), got batch=64 subdivisions=3"
+    ]
     assert not (tmp_path / "job" / "run.json").exists()
 
 
 def test_cli_type_error_names_the_key(tmp_path):
-    result = run_cli("regularizer.groups.4.p=high", "regularizer=dropout", f"hydra.run.dir={tmp_path / 'job'}")
+    result = run_cli(
+        "regularizer.groups.4.p=high", "regularizer=dropout", f"hydra.run.dir={tmp_path / 'job'}"
+    )
     assert result.returncode != 0
     assert "regularizer.groups.4.p" in result.stderr
     assert not (tmp_path / "job" / "run.json").exists()

@@ -17,7 +17,9 @@ from tests.conftest import ROOT
 
 def test_registry_lists_and_rejects_unknown_names():
     assert {"tinyresnet", "resnet18", "resnet50"} <= set(list_backbones())
-    with pytest.raises(ValueError, match=r"unknown backbone 'resnet5'.*known: .*resnet50.*did you mean"):
+    with pytest.raises(
+        ValueError, match=r"unknown backbone 'resnet5'.*known: .*resnet50.*did you mean"
+    ):
         get_spec("resnet5")
 
 
@@ -29,13 +31,18 @@ def test_duplicate_registration_raises():
             raise AssertionError
 
 
-@pytest.mark.parametrize(("name", "size", "group3", "group4"), [("tinyresnet", 32, 8, 4), ("resnet18", 64, 4, 2)])
+@pytest.mark.parametrize(
+    ("name", "size", "group3", "group4"), [("tinyresnet", 32, 8, 4), ("resnet18", 64, 4, 2)]
+)
 def test_group_map_and_feature_sizes(name, size, group3, group4):
     model = create_backbone(name, num_classes=10).eval()
     groups = group_modules(model, name)
     assert sorted(groups) == [1, 2, 3, 4]
     shapes = {}
-    hooks = [m.register_forward_hook(lambda _m, _i, out, g=g: shapes.__setitem__(g, out.shape)) for g, m in groups.items()]
+    hooks = [
+        m.register_forward_hook(lambda _m, _i, out, g=g: shapes.__setitem__(g, out.shape))
+        for g, m in groups.items()
+    ]
     with torch.no_grad():
         assert model(torch.zeros(2, 3, size, size)).shape == (2, 10)
     for hook in hooks:
@@ -52,7 +59,9 @@ def test_dropout_is_placed_after_every_bn_and_on_every_shortcut_of_groups_3_and_
     assert "layer3.1.downsample" in placed and "layer3.0.downsample.1" in placed
     rates = {m.p for name, m in model.named_modules() if isinstance(m, nn.Dropout)}
     assert rates == {0.025, 0.1}
-    assert isinstance(model.layer3[1].downsample, nn.Dropout) and model.layer3[1].downsample.p == 0.025
+    assert (
+        isinstance(model.layer3[1].downsample, nn.Dropout) and model.layer3[1].downsample.p == 0.025
+    )
 
 
 def test_none_and_zero_rates_place_nothing():
@@ -66,10 +75,15 @@ def test_none_and_zero_rates_place_nothing():
 def test_models_cli_prints_params_and_flops():
     out = subprocess.run(
         [sys.executable, "-m", "models", "resnet50", "--input", "224", "--json"],
-        cwd=ROOT, capture_output=True, text=True, check=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     stats = json.loads(out.stdout)
     assert stats["params"] == 25_557_032  # timm resnet50, 1000 classes
     assert 8.0e9 < stats["flops"] < 8.4e9  # 4.1 GMACs, counted as 2 FLOPs each
-    bad = subprocess.run([sys.executable, "-m", "models", "resnet5"], cwd=ROOT, capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "models", "resnet5"], cwd=ROOT, capture_output=True, text=True
+    )
     assert bad.returncode == 2 and "unknown backbone 'resnet5'" in bad.stderr

@@ -43,7 +43,12 @@ def _write_fixture(root, extra_failed=True):
         )
         record.write(root / f"{reg}-{batch}-{seed}")
     if extra_failed:
-        failed = RunRecord(status="failed", study="fixture", error="RuntimeError: boom | bad", config={"regularizer": {"name": "none"}})
+        failed = RunRecord(
+            status="failed",
+            study="fixture",
+            error="RuntimeError: boom | bad",
+            config={"regularizer": {"name": "none"}},
+        )
         failed.write(root / "zz-failed")
 
 
@@ -89,8 +94,18 @@ def test_write_results_and_cli_agree(tmp_path):
     _write_fixture(tmp_path / "runs")
     api = write_results([tmp_path / "runs"], out=tmp_path / "api.md")
     cli = subprocess.run(
-        [sys.executable, "-m", "reports", str(tmp_path / "runs"), "--out", str(tmp_path / "cli.md")],
-        cwd=ROOT, capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-m",
+            "reports",
+            str(tmp_path / "runs"),
+            "--out",
+            str(tmp_path / "cli.md"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert cli.stdout.strip() == str(tmp_path / "cli.md")
     assert api.read_text() == (tmp_path / "cli.md").read_text()
@@ -98,6 +113,9 @@ def test_write_results_and_cli_agree(tmp_path):
 
 def test_cli_reports_a_missing_path(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "reports", str(tmp_path / "nope")], cwd=ROOT, capture_output=True, text=True
+        [sys.executable, "-m", "reports", str(tmp_path / "nope")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 2 and "no such file or directory" in result.stderr

@@ -22,7 +22,12 @@ def _digest(root):
 
 def _make(tmp_path, name, seed):
     return ensure_synthetic_dataset(
-        tmp_path / name, seed=seed, image_size=32, num_classes=10, train_per_class=4, val_per_class=2
+        tmp_path / name,
+        seed=seed,
+        image_size=32,
+        num_classes=10,
+        train_per_class=4,
+        val_per_class=2,
     )
 
 
@@ -57,14 +62,18 @@ def test_generation_is_cached(tmp_path):
 
 def test_class_evidence_is_not_colour():
     # Same class, different index: the object's colour varies, so colour cannot be the label.
-    means = [np.asarray(render_image(0, "train", i, 0, 32)).reshape(-1, 3).mean(0) for i in range(20)]
+    means = [
+        np.asarray(render_image(0, "train", i, 0, 32)).reshape(-1, 3).mean(0) for i in range(20)
+    ]
     assert np.std(means, axis=0).min() > 5
 
 
 def test_synthetic_and_imagefolder_share_the_loader(make_cfg):
     cfg = make_cfg()
     synthetic = build_data(cfg.data, batch=8, seed=0)
-    folder_cfg = make_cfg("data=imagefolder", f"data.root={synthetic.root}", "data.image_size=32", "data.workers=0")
+    folder_cfg = make_cfg(
+        "data=imagefolder", f"data.root={synthetic.root}", "data.image_size=32", "data.workers=0"
+    )
     folder = build_data(folder_cfg.data, batch=8, seed=0)
     assert folder.classes == synthetic.classes
     assert len(folder.train.dataset) == len(synthetic.train.dataset)

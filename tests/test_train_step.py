@@ -35,7 +35,9 @@ def test_subdivisions_give_the_same_update_without_batchnorm():
     model = _net(with_bn=False)
     whole, split = _step(model, 1), _step(model, 4)
     before = list(model.parameters())
-    assert any((w - b).abs().max() > 1e-3 for w, b in zip(whole, before, strict=True)), "the step changed nothing"
+    assert any((w - b).abs().max() > 1e-3 for w, b in zip(whole, before, strict=True)), (
+        "the step changed nothing"
+    )
     for w, s in zip(whole, split, strict=True):
         torch.testing.assert_close(w, s, atol=1e-6, rtol=0)
 
@@ -60,7 +62,9 @@ def test_uneven_last_step_is_weighted_by_samples():
 
 
 def test_weight_decay_skips_batchnorm_and_bias():
-    optimizer = build_optimizer(_net(with_bn=True), lr=0.1, momentum=0.9, weight_decay=5e-4, nesterov=False)
+    optimizer = build_optimizer(
+        _net(with_bn=True), lr=0.1, momentum=0.9, weight_decay=5e-4, nesterov=False
+    )
     decay, no_decay = optimizer.param_groups
     assert decay["weight_decay"] == 5e-4 and all(p.ndim > 1 for p in decay["params"])
     assert no_decay["weight_decay"] == 0.0 and all(p.ndim == 1 for p in no_decay["params"])
