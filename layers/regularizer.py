@@ -1,7 +1,9 @@
 """From a ``regularizer`` config to modules placed in a backbone's groups.
 
-``none`` places nothing. ``dropout`` places element-wise ``nn.Dropout(p)`` (Srivastava et al.,
-JMLR 2014) at DropBlock's positions with each group's ``p`` (see ``layers.placement``).
+``none`` places nothing. ``dropblock`` places ``DropBlock2d`` (Ghiasi et al. 2018) after every BN
+and on the shortcut of each block of a group with p > 0 (``layers.placement``). ``dropout``
+places element-wise ``nn.Dropout(p)`` (Srivastava et al., JMLR 2014) at the same positions with
+the same rates, so the two compare like for like.
 """
 
 from __future__ import annotations
@@ -13,27 +15,76 @@ from torch import nn
 
 from layers.placement import LayerFactory, place_in_groups
 
-__all__ = ["apply_regularizer", "regularizer_factories"]
+__all__ = ["apply_regularizer", "effective_group_settings", "regularizer_factories"]
+
+#: Regularizer-wide DropBlock options and their defaults (the paper's).
+DROPBLOCK_OPTIONS = {
+    "scope": "channel",
+    "rescale": "batch",
+    "gamma": "paper",
+    "schedule": "linear",
+    "kernel": "auto",
+}
 
 
-def regularizer_factories(name: str, groups: Mapping[str, Any]) -> dict[int, LayerFactory]:
-    """One module builder per group that has something to place (p > 0)."""
+def effective_group_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """A group's ``p``, ``block_size`` and ``size_mode`` with Darknet's aliases applied.
+
+    ``probability`` -> ``p``; ``dropblock_size_abs`` -> ``block_size``, ``size_mode=abs``;
+    ``dropblock_size_rel`` or ``dropblock_size`` -> ``block_size``, ``size_mode=rel``
+    (Darknet's parser ignores rel when abs is also given, and so does this).
+    """
+    get = settings.get
+    p = get("probability") if get("probability") is not None else get("p", 0.0)
+    block_size, size_mode = get("block_size", 7), get("size_mode", "abs")
+    if get("dropblock_size_abs") is not None:
+        block_size, size_mode = get("dropblock_size_abs"), "abs"
+    elif get("dropblock_size_rel") is not None:
+        block_size, size_mode = get("dropblock_size_rel"), "rel"
+    elif get("dropblock_size") is not None:
+        block_size, size_mode = get("dropblock_size"), "rel"
+    if size_mode == "abs" and float(block_size).is_integer():
+        block_size = int(block_size)
+    return {"p": float(p), "block_size": block_size, "size_mode": size_mode}
+
+
+def regularizer_factories(
+    name: str, groups: Mapping[str, Any], options: Mapping[str, Any] | None = None
+) -> dict[int, LayerFactory]:
+    """One module builder per group that has something to place (p > 0).
+
+    ``options`` holds the regularizer-wide DropBlock settings (scope, rescale, gamma, schedule,
+    kernel); missing ones take the paper's defaults.
+    """
+    from layers.drop_block import DropBlock2d
+
     factories: dict[int, LayerFactory] = {}
     if name == "none":
         return factories
+    dropblock_options = {
+        k: (options or {}).get(k, default) for k, default in DROPBLOCK_OPTIONS.items()
+    }
     for group_key, settings in groups.items():
-        p = float(settings["p"])
-        if p <= 0:
+        group = effective_group_settings(settings)
+        if group["p"] <= 0:
             continue
         if name == "dropout":
-            factories[int(group_key)] = lambda p=p: nn.Dropout(p)
+            factories[int(group_key)] = lambda p=group["p"]: nn.Dropout(p)
+        elif name == "dropblock":
+            factories[int(group_key)] = lambda g=group: DropBlock2d(
+                g["p"], g["block_size"], size_mode=g["size_mode"], **dropblock_options
+            )
         else:
             raise ValueError(f"regularizer.name {name!r} has no layer to place")
     return factories
 
 
 def apply_regularizer(
-    model: nn.Module, backbone: str, name: str, group_settings: Mapping[str, Any]
+    model: nn.Module,
+    backbone: str,
+    name: str,
+    group_settings: Mapping[str, Any],
+    options: Mapping[str, Any] | None = None,
 ) -> list[str]:
     """Place the named regularizer into ``model`` (built as ``backbone``) in place.
 
@@ -44,5 +95,5 @@ def apply_regularizer(
     return place_in_groups(
         group_modules(model, backbone),
         get_spec(backbone).groups,
-        regularizer_factories(name, group_settings),
+        regularizer_factories(name, group_settings, options),
     )

@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 #: Regularizers the runner knows how to place. Later issues extend this tuple.
-REGULARIZERS = ("none", "dropout")
+REGULARIZERS = ("none", "dropout", "dropblock")
 #: Groups are the four backbone stages of the DropBlock paper (ResNet conv2_x .. conv5_x).
 GROUPS = ("1", "2", "3", "4")
 #: Keys that do not change what a run computes, so they are left out of the config hash.
@@ -115,10 +115,22 @@ class BackboneConfig:
 
 @dataclass
 class GroupRegularizerConfig:
-    """The regularizer's settings for one group (stage) of the backbone."""
+    """The regularizer's settings for one group (stage) of the backbone.
+
+    Darknet's ``[dropout]`` key names are accepted as aliases: ``probability`` for ``p``,
+    ``dropblock_size_abs`` for ``block_size`` with ``size_mode=abs``, ``dropblock_size_rel`` (or
+    ``dropblock_size``) for ``block_size`` with ``size_mode=rel``. When both an alias and its
+    canonical key are set, the alias wins (as the cfg file is what a Darknet user wrote).
+    """
 
     p: float = 0.0
-    block_size: int = 7
+    #: DropBlock block side: pixels (``size_mode=abs``) or a fraction of the map side (``rel``).
+    block_size: float = 7
+    size_mode: str = "abs"
+    probability: float | None = None
+    dropblock_size_abs: int | None = None
+    dropblock_size_rel: float | None = None
+    dropblock_size: float | None = None
 
 
 @dataclass
@@ -126,6 +138,12 @@ class RegularizerConfig:
     """Which regularizer, and its settings per group: ``groups: {3: {p: ...}, 4: {...}}``."""
 
     name: str = "none"
+    #: DropBlock options (``layers.drop_block``): defaults are the paper's.
+    scope: str = "channel"
+    rescale: str = "batch"
+    gamma: str = "paper"
+    schedule: str = "linear"
+    kernel: str = "auto"
     #: Every group 1..4 is present (p = 0 places nothing), so any group's settings can be
     #: overridden from the command line: ``regularizer.groups.2.p=0.01``.
     groups: dict[str, GroupRegularizerConfig] = field(
@@ -275,13 +293,37 @@ def validate(cfg: DictConfig | Config) -> None:
     reg = cfg.regularizer
     if reg.name not in REGULARIZERS:
         raise _name_error("regularizer.name", reg.name, REGULARIZERS)
+    for key, options in (
+        ("scope", ("channel", "sample")),
+        ("rescale", ("batch", "sample")),
+        ("gamma", ("paper", "calibrated")),
+        ("schedule", ("linear", "darknet", "none")),
+        ("kernel", ("auto", "reference", "triton")),
+    ):
+        if reg[key] not in options:
+            raise _name_error(f"regularizer.{key}", reg[key], options)
+    from layers.regularizer import effective_group_settings
+
     for group, settings in reg.groups.items():
         if group not in GROUPS:
             raise ConfigError(f"regularizer.groups keys must be groups 1..4, got {group!r}")
-        _check_range(f"regularizer.groups.{group}.p", settings.p, 0.0, 1.0, True)
-        if settings.block_size < 1:
+        prefix = f"regularizer.groups.{group}"
+        effective = effective_group_settings(settings)
+        p_key = "probability" if settings.probability is not None else "p"
+        _check_range(f"{prefix}.{p_key}", effective["p"], 0.0, 1.0, True)
+        if effective["size_mode"] not in ("abs", "rel"):
+            raise _name_error(f"{prefix}.size_mode", effective["size_mode"], ("abs", "rel"))
+        size = effective["block_size"]
+        if effective["size_mode"] == "abs" and (size < 1 or size != int(size)):
+            key = "dropblock_size_abs" if settings.dropblock_size_abs is not None else "block_size"
             raise ConfigError(
-                f"regularizer.groups.{group}.block_size must be >= 1, got {settings.block_size}"
+                f"{prefix}.{key} must be an integer >= 1 with size_mode=abs, got {size}"
+            )
+        if effective["size_mode"] == "rel" and not 0 < size <= 1:
+            rel_keys = ("dropblock_size_rel", "dropblock_size")
+            key = next((k for k in rel_keys if settings[k] is not None), "block_size")
+            raise ConfigError(
+                f"{prefix}.{key} must be a fraction in (0, 1] with size_mode=rel, got {size}"
             )
 
     opt = cfg.optim

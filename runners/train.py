@@ -98,6 +98,7 @@ def train_one_epoch(
     autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
     channels_last: bool = False,
     progress: EpochProgress | None = None,
+    before_step: Callable[[int], None] | None = None,
 ) -> tuple[float, int, int]:
     """Train one pass over ``loader``; returns (mean train loss, images seen, next step)."""
     model.train()
@@ -111,6 +112,8 @@ def train_one_epoch(
         lr = lr_for_step(step)
         for group in optimizer.param_groups:
             group["lr"] = lr
+        if before_step is not None:
+            before_step(step)
         loss = train_step(model, images, targets, optimizer, criterion, subdivisions, autocast)
         loss_sum += loss * images.shape[0]
         seen += images.shape[0]
@@ -180,6 +183,12 @@ def fit(
     eval_criterion = nn.CrossEntropyLoss()
     topk = tuple(cfg.task.topk)
     autocast = lambda: _autocast(device, cfg.amp)  # noqa: E731
+    # Scheduled layers (DropBlock) learn the position once per optimizer step.
+    scheduled = [m for m in model.modules() if callable(getattr(m, "set_schedule_step", None))]
+
+    def before_step(step: int) -> None:
+        for module in scheduled:
+            module.set_schedule_step(step, total_steps)
 
     step = 0
     train_images, train_time = 0, 0.0
@@ -198,6 +207,7 @@ def fit(
             autocast=autocast,
             channels_last=channels_last,
             progress=progress,
+            before_step=before_step if scheduled else None,
         )
         epoch_time = time.perf_counter() - start
         train_images += seen

@@ -8,6 +8,13 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
+
+# Triton kernels run on the CPU under its interpreter. Triton reads the variable when a kernel is
+# decorated, so it must be set before anything imports layers.drop_block_triton.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig

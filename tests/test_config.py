@@ -24,6 +24,7 @@ def test_default_config_composes_and_validates(make_cfg):
 def test_every_group_option_composes(make_cfg):
     for override in [
         "regularizer=dropout",
+        "regularizer=dropblock",
         "backbone=resnet18",
         "backbone=resnet50",
         "optim=imagenet",
@@ -143,3 +144,35 @@ def test_cli_type_error_names_the_key(tmp_path):
     assert result.returncode != 0
     assert "regularizer.groups.4.p" in result.stderr
     assert not (tmp_path / "job" / "run.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            ["regularizer=dropblock", "regularizer.groups.4.block_size=2.5"],
+            "regularizer.groups.4.block_size must be an integer >= 1",
+        ),
+        (
+            ["regularizer=dropblock", "regularizer.groups.4.dropblock_size_abs=0"],
+            "regularizer.groups.4.dropblock_size_abs must be an integer >= 1",
+        ),
+        (
+            ["regularizer=dropblock", "regularizer.groups.3.dropblock_size_rel=1.5"],
+            "regularizer.groups.3.dropblock_size_rel must be a fraction in (0, 1]",
+        ),
+        (
+            ["regularizer=dropblock", "regularizer.groups.4.probability=1.2"],
+            "regularizer.groups.4.probability must be in [0.0, 1.0)",
+        ),
+        (["regularizer=dropblock", "regularizer.scope=batch"], "regularizer.scope must be one of"),
+        (
+            ["regularizer=dropblock", "regularizer.schedule=cosine"],
+            "regularizer.schedule must be one of",
+        ),
+    ],
+)
+def test_dropblock_settings_are_validated(make_cfg, overrides, message):
+    with pytest.raises(ConfigError) as info:
+        validate(make_cfg(*overrides))
+    assert message in str(info.value)

@@ -87,3 +87,44 @@ def test_models_cli_prints_params_and_flops():
         [sys.executable, "-m", "models", "resnet5"], cwd=ROOT, capture_output=True, text=True
     )
     assert bad.returncode == 2 and "unknown backbone 'resnet5'" in bad.stderr
+
+
+def test_dropblock_is_placed_like_dropout_with_per_group_settings(make_cfg):
+    from layers.drop_block import DropBlock2d
+    from runners.train import build_model
+
+    cfg = make_cfg(
+        "backbone=resnet50", "regularizer=dropblock", "regularizer.groups.4.block_size=5"
+    )
+    model, placed = build_model(cfg, num_classes=10)
+    assert len(placed) == (6 + 3) * 4
+    layers = {name: m for name, m in model.named_modules() if isinstance(m, DropBlock2d)}
+    assert len(layers) == len(placed)
+    assert {(m.p, m.block_size) for n, m in layers.items() if n.startswith("layer3")} == {
+        (0.025, 7)
+    }
+    assert {(m.p, m.block_size) for n, m in layers.items() if n.startswith("layer4")} == {(0.1, 5)}
+    assert all(m.schedule == "linear" and m.scope == "channel" for m in layers.values())
+
+
+def test_darknet_aliases_map_onto_dropblock(make_cfg):
+    from layers.drop_block import DropBlock2d
+    from runners.config import validate
+    from runners.train import build_model
+
+    cfg = make_cfg(
+        "regularizer=dropblock",
+        "regularizer.groups.4.probability=0.2",
+        "regularizer.groups.4.dropblock_size_abs=3",
+        "regularizer.groups.3.dropblock_size_rel=0.5",
+    )
+    validate(cfg)
+    model, _ = build_model(cfg, num_classes=10)
+    g3 = next(
+        m for n, m in model.named_modules() if n.startswith("layer3") and isinstance(m, DropBlock2d)
+    )
+    g4 = next(
+        m for n, m in model.named_modules() if n.startswith("layer4") and isinstance(m, DropBlock2d)
+    )
+    assert (g4.p, g4.block_size, g4.size_mode) == (0.2, 3, "abs")
+    assert (g3.p, g3.block_size, g3.size_mode) == (0.025, 0.5, "rel")
