@@ -141,7 +141,7 @@ def bench_layers(device: torch.device, shapes, dtypes, warmup: int, iters: int) 
             for name, impl in impls.items():
                 leaf = x.detach().requires_grad_(True)
 
-                def step(impl=impl, leaf=leaf) -> None:
+                def step(impl=impl, leaf=leaf, grad=grad) -> None:
                     impl(leaf).backward(grad)
 
                 try:
