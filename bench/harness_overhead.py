@@ -4,7 +4,7 @@ Both train the same model (TinyResNet, same initial weights) on the same DataLoa
 embedded synthetic set, same shuffling seed) on the CPU. The runner's epoch is
 ``runners.train.train_one_epoch`` exactly as ``fit`` calls it: per-step learning-rate schedule,
 subdivision splitting, loss accumulation without a sync per step, progress bar. The minimal loop
-is zero_grad / forward / backward / step. Epochs alternate between the two so that drift on a
+is normalize / zero_grad / forward / backward / step. Epochs alternate between the two so that drift on a
 shared machine hits both; the medians are compared.
 
     python bench/harness_overhead.py [--epochs 5] [--batch 64]
@@ -37,9 +37,10 @@ from runners.train import build_model, seed_everything, train_one_epoch
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def minimal_epoch(model, loader, optimizer, criterion) -> None:
+def minimal_epoch(model, loader, optimizer, criterion, normalize) -> None:
     model.train()
     for images, targets in loader:
+        images = normalize(images)
         optimizer.zero_grad(set_to_none=True)
         loss = criterion(model(images), targets)
         loss.backward()
@@ -80,15 +81,21 @@ def main() -> None:
             runner_model, data.train, runner_opt, criterion,
             device=torch.device("cpu"), subdivisions=cfg.subdivisions,
             lr_for_step=lambda s: lr_at(s, total, steps, lr), first_step=state["step"], progress=progress,
+            normalize=data.normalize,
         )  # fmt: skip
         progress.close({})
 
     timings: dict[str, list[float]] = {"runner": [], "minimal": []}
     runner_epoch()  # warm-up (allocator, thread pools, page cache)
-    minimal_epoch(minimal_model, data.train, minimal_opt, criterion)
+    minimal_epoch(minimal_model, data.train, minimal_opt, criterion, data.normalize)
     for _ in range(args.epochs):
         for name, fn in (
-            ("minimal", lambda: minimal_epoch(minimal_model, data.train, minimal_opt, criterion)),
+            (
+                "minimal",
+                lambda: minimal_epoch(
+                    minimal_model, data.train, minimal_opt, criterion, data.normalize
+                ),
+            ),
             ("runner", runner_epoch),
         ):
             start = time.perf_counter()

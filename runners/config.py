@@ -95,6 +95,8 @@ class DataConfig:
     #: (RandomResizedCrop, ImageNet-style; evaluation then resizes and centre-crops).
     crop: str = "pad"
     workers: int = 0
+    #: Keep decoded images in memory after the first epoch (small data sets only).
+    cache_images: bool = False
     # Synthetic generation only.
     num_classes: int = 10
     train_per_class: int = 100

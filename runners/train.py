@@ -99,15 +99,22 @@ def train_one_epoch(
     channels_last: bool = False,
     progress: EpochProgress | None = None,
     before_step: Callable[[int], None] | None = None,
+    normalize: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[float, int, int]:
-    """Train one pass over ``loader``; returns (mean train loss, images seen, next step)."""
+    """Train one pass over ``loader``; returns (mean train loss, images seen, next step).
+
+    ``normalize`` turns each uint8 batch into the network's float input once it is on ``device``.
+    """
     model.train()
     loss_sum = torch.zeros((), device=device)
     seen = 0
     step = first_step
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     for images, targets in loader:
-        images = images.to(device, non_blocking=True, memory_format=memory_format)
+        images = images.to(device, non_blocking=True)
+        if normalize is not None:
+            images = normalize(images)
+        images = images.contiguous(memory_format=memory_format)
         targets = targets.to(device, non_blocking=True)
         lr = lr_for_step(step)
         for group in optimizer.param_groups:
@@ -133,6 +140,7 @@ def evaluate(
     topk: tuple[int, ...],
     autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
     channels_last: bool = False,
+    normalize: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> dict[str, float]:
     """Validation loss and top-k accuracies in percent: ``{"loss", "top1", "top5", ...}``."""
     model.eval()
@@ -141,7 +149,10 @@ def evaluate(
     seen = 0
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     for images, targets in loader:
-        images = images.to(device, non_blocking=True, memory_format=memory_format)
+        images = images.to(device, non_blocking=True)
+        if normalize is not None:
+            images = normalize(images)
+        images = images.contiguous(memory_format=memory_format)
         targets = targets.to(device, non_blocking=True)
         with autocast():
             logits = model(images)
@@ -208,6 +219,7 @@ def fit(
             channels_last=channels_last,
             progress=progress,
             before_step=before_step if scheduled else None,
+            normalize=data.normalize,
         )
         epoch_time = time.perf_counter() - start
         train_images += seen
@@ -220,6 +232,7 @@ def fit(
             topk=topk,
             autocast=autocast,
             channels_last=channels_last,
+            normalize=data.normalize,
         )
         metrics = EpochMetrics(
             epoch=epoch,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
+import torch
 from PIL import Image
 from torchvision import datasets
 
@@ -78,4 +79,21 @@ def test_synthetic_and_imagefolder_share_the_loader(make_cfg):
     assert folder.classes == synthetic.classes
     assert len(folder.train.dataset) == len(synthetic.train.dataset)
     images, labels = next(iter(synthetic.train))
-    assert images.shape == (8, 3, 32, 32) and labels.shape == (8,)
+    assert images.shape == (8, 3, 32, 32) and images.dtype == torch.uint8 and labels.shape == (8,)
+    normalized = synthetic.normalize(images)
+    expected = (images.float() / 255 - torch.tensor(cfg.data.mean).view(1, 3, 1, 1)) / torch.tensor(
+        cfg.data.std
+    ).view(1, 3, 1, 1)
+    torch.testing.assert_close(normalized, expected)
+
+
+def test_image_cache_returns_the_same_pixels(make_cfg):
+    cached = build_data(
+        make_cfg("data.cache_images=true", "data.augment=false").data, batch=64, seed=0
+    )
+    plain = build_data(
+        make_cfg("data.cache_images=false", "data.augment=false").data, batch=64, seed=0
+    )
+    for _ in range(2):  # the second pass is served from the cache
+        for (a, _), (b, _) in zip(cached.val, plain.val, strict=True):
+            assert torch.equal(a, b)
