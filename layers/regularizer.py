@@ -1,6 +1,8 @@
 """From a ``regularizer`` config to modules placed in a backbone's groups.
 
-``none`` places nothing. ``dropblock`` places ``DropBlock2d`` (Ghiasi et al. 2018) after every BN
+``none`` places nothing. ``cbn`` turns every BatchNorm fed by a convolution into Cross-Iteration
+BN (Yao et al. 2021) bound to that convolution; ``dropblock_cbn`` is DropBlock's placement plus
+CBN everywhere BN was. ``dropblock`` places ``DropBlock2d`` (Ghiasi et al. 2018) after every BN
 and on the shortcut of each block of a group with p > 0 (``layers.placement``). ``dropout``
 places element-wise ``nn.Dropout(p)`` (Srivastava et al., JMLR 2014) at the same positions with
 the same rates, so the two compare like for like.
@@ -11,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import torch
 from torch import nn
 
 from layers.placement import LayerFactory, place_in_groups
@@ -59,7 +62,7 @@ def regularizer_factories(
     from layers.drop_block import DropBlock2d
 
     factories: dict[int, LayerFactory] = {}
-    if name == "none":
+    if name in ("none", "cbn"):
         return factories
     dropblock_options = {
         k: (options or {}).get(k, default) for k, default in DROPBLOCK_OPTIONS.items()
@@ -70,7 +73,7 @@ def regularizer_factories(
             continue
         if name == "dropout":
             factories[int(group_key)] = lambda p=group["p"]: nn.Dropout(p)
-        elif name == "dropblock":
+        elif name in ("dropblock", "dropblock_cbn"):
             factories[int(group_key)] = lambda g=group: DropBlock2d(
                 g["p"], g["block_size"], size_mode=g["size_mode"], **dropblock_options
             )
@@ -85,15 +88,33 @@ def apply_regularizer(
     name: str,
     group_settings: Mapping[str, Any],
     options: Mapping[str, Any] | None = None,
+    input_size: int = 64,
 ) -> list[str]:
     """Place the named regularizer into ``model`` (built as ``backbone``) in place.
 
-    Returns the dotted paths of the positions that received a layer.
+    Returns ``kind:path`` for every change: ``dropblock:layer3.0.bn1`` (a layer placed after
+    that BN), ``cbn:layer1.0.bn2`` (that BN became Cross-Iteration BN).
     """
     from models import get_spec, group_modules
 
-    return place_in_groups(
+    kind = {"dropblock_cbn": "dropblock"}.get(name, name)
+    placed = place_in_groups(
         group_modules(model, backbone),
         get_spec(backbone).groups,
         regularizer_factories(name, group_settings, options),
     )
+    changes = [f"{kind}:{path}" for path in placed]
+    if name in ("cbn", "dropblock_cbn"):
+        from layers.cbn_convert import convert_to_cbn
+
+        options = options or {}
+        device = next(model.parameters()).device
+        converted = convert_to_cbn(
+            model,
+            window=int(options.get("window", 4)),
+            burnin=int(options.get("burnin", 0)),
+            mode=str(options.get("cbn_mode", "cbn")),
+            example_input=torch.zeros(1, 3, input_size, input_size, device=device),
+        )
+        changes += [f"cbn:{path}" for path in converted]
+    return changes

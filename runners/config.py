@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 #: Regularizers the runner knows how to place. Later issues extend this tuple.
-REGULARIZERS = ("none", "dropout", "dropblock")
+REGULARIZERS = ("none", "dropout", "dropblock", "cbn", "dropblock_cbn")
 #: Groups are the four backbone stages of the DropBlock paper (ResNet conv2_x .. conv5_x).
 GROUPS = ("1", "2", "3", "4")
 #: Keys that do not change what a run computes, so they are left out of the config hash.
@@ -146,6 +146,12 @@ class RegularizerConfig:
     gamma: str = "paper"
     schedule: str = "linear"
     kernel: str = "auto"
+    #: Cross-Iteration BN options (``layers.cross_iteration_bn``), used by cbn and dropblock_cbn:
+    #: mini-batches per window (1 = plain BN), optimizer steps of plain BN first, and the mode
+    #: (``cbn``: the paper's compensated window; ``cmbn``: Darknet's batch_normalize=2).
+    window: int = 4
+    burnin: int = 0
+    cbn_mode: str = "cbn"
     #: Every group 1..4 is present (p = 0 places nothing), so any group's settings can be
     #: overridden from the command line: ``regularizer.groups.2.p=0.01``.
     groups: dict[str, GroupRegularizerConfig] = field(
@@ -301,9 +307,14 @@ def validate(cfg: DictConfig | Config) -> None:
         ("gamma", ("paper", "calibrated")),
         ("schedule", ("linear", "darknet", "none")),
         ("kernel", ("auto", "reference", "triton")),
+        ("cbn_mode", ("cbn", "cmbn")),
     ):
         if reg[key] not in options:
             raise _name_error(f"regularizer.{key}", reg[key], options)
+    if reg.window < 1:
+        raise ConfigError(f"regularizer.window must be >= 1, got {reg.window}")
+    if reg.burnin < 0:
+        raise ConfigError(f"regularizer.burnin must be >= 0 optimizer steps, got {reg.burnin}")
     from layers.regularizer import effective_group_settings
 
     for group, settings in reg.groups.items():

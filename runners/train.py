@@ -45,8 +45,11 @@ def seed_everything(seed: int, deterministic: bool) -> None:
 def build_model(cfg: Any, num_classes: int) -> tuple[nn.Module, list[str]]:
     """The backbone with the regularizer placed in its groups; returns it and the placements."""
     model = create_backbone(cfg.backbone.name, num_classes=num_classes, **dict(cfg.backbone.kwargs))
+    reg = cfg.regularizer
+    keys = ("scope", "rescale", "gamma", "schedule", "kernel", "window", "burnin", "cbn_mode")
+    options = {k: reg.get(k) for k in keys if reg.get(k) is not None}
     placements = apply_regularizer(
-        model, cfg.backbone.name, cfg.regularizer.name, cfg.regularizer.groups
+        model, cfg.backbone.name, reg.name, reg.groups, options, input_size=cfg.data.image_size
     )
     return model, placements
 

@@ -55,8 +55,8 @@ def test_dropout_is_placed_after_every_bn_and_on_every_shortcut_of_groups_3_and_
     placed = apply_regularizer(model, "resnet50", "dropout", {"3": {"p": 0.025}, "4": {"p": 0.1}})
     # ResNet-50: group 3 has 6 bottlenecks, group 4 has 3; each gets 3 BN positions + 1 shortcut.
     assert len(placed) == (6 + 3) * 4
-    assert all(p.startswith(("layer3.", "layer4.")) for p in placed)
-    assert "layer3.1.downsample" in placed and "layer3.0.downsample.1" in placed
+    assert all(p.startswith(("dropout:layer3.", "dropout:layer4.")) for p in placed)
+    assert "dropout:layer3.1.downsample" in placed and "dropout:layer3.0.downsample.1" in placed
     rates = {m.p for name, m in model.named_modules() if isinstance(m, nn.Dropout)}
     assert rates == {0.025, 0.1}
     assert (
@@ -128,3 +128,32 @@ def test_darknet_aliases_map_onto_dropblock(make_cfg):
     )
     assert (g4.p, g4.block_size, g4.size_mode) == (0.2, 3, "abs")
     assert (g3.p, g3.block_size, g3.size_mode) == (0.025, 0.5, "rel")
+
+
+def test_regularizer_options_reach_the_layers(make_cfg):
+    from layers.cross_iteration_bn import CrossIterationBatchNorm2d
+    from layers.drop_block import DropBlock2d
+    from runners.train import build_model
+
+    cfg = make_cfg(
+        "regularizer=dropblock_cbn",
+        "regularizer.scope=sample",
+        "regularizer.rescale=sample",
+        "regularizer.gamma=calibrated",
+        "regularizer.schedule=darknet",
+        "regularizer.kernel=reference",
+        "regularizer.window=3",
+        "regularizer.burnin=7",
+        "regularizer.cbn_mode=cmbn",
+    )
+    model, placed = build_model(cfg, num_classes=10)
+    blocks = [m for m in model.modules() if isinstance(m, DropBlock2d)]
+    cbns = [m for m in model.modules() if isinstance(m, CrossIterationBatchNorm2d)]
+    assert blocks and cbns
+    assert {(b.scope, b.rescale, b.gamma, b.schedule, b.kernel) for b in blocks} == {
+        ("sample", "sample", "calibrated", "darknet", "reference")
+    }
+    assert {(c.window, c.burnin, c.mode) for c in cbns} == {(3, 7, "cmbn")}
+    kinds = {entry.split(":")[0] for entry in placed}
+    assert kinds == {"dropblock", "cbn"}
+    assert len([e for e in placed if e.startswith("cbn:")]) == len(cbns)

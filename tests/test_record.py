@@ -61,7 +61,7 @@ def test_completed_run_has_the_full_record(make_cfg, tmp_path):
     assert len(saved.epochs) == 1 and 0 <= saved.final["top1"] <= 100
     assert saved.throughput > 0 and saved.wall_time_s > 0 and saved.peak_memory_mb > 0
     assert saved.params > 0 and saved.flops > 0
-    assert "layer4.0.downsample.1" in saved.placements
+    assert "dropout:layer4.0.downsample.1" in saved.placements
     assert saved.device == "cpu" and saved.ended_at
 
 
