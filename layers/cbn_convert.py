@@ -65,8 +65,9 @@ def convert_to_cbn(
 ) -> list[str]:
     """Replace every BatchNorm2d fed by a convolution with a bound CrossIterationBatchNorm2d.
 
-    Parameters, buffers (running statistics) and eps/momentum carry over. Raises ``ValueError``
-    naming every BatchNorm that no convolution feeds (nothing is changed then).
+    Parameters, buffers (running statistics) and eps/momentum carry over; the activation and
+    dropout that timm's ``BatchNormAct2d`` fuses after the norm are kept after the CBN. Raises
+    ``ValueError`` naming every BatchNorm that no convolution feeds (nothing is changed then).
 
     Args:
         model: any module; changed in place.
@@ -102,7 +103,11 @@ def convert_to_cbn(
         cbn.load_state_dict(bn.state_dict(), strict=False)
         cbn.to(device=bn.running_mean.device)
         cbn.bind(model.get_submodule(conv_path))
+        replacement: nn.Module = cbn
+        if isinstance(getattr(bn, "act", None), nn.Module):
+            # timm's BatchNormAct2d fuses dropout and activation after the norm: keep them.
+            replacement = nn.Sequential(cbn, getattr(bn, "drop", nn.Identity()), bn.act)
         parent_path, _, child = bn_path.rpartition(".")
-        setattr(model.get_submodule(parent_path) if parent_path else model, child, cbn)
+        setattr(model.get_submodule(parent_path) if parent_path else model, child, replacement)
         converted.append(bn_path)
     return converted

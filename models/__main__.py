@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
                     "name": spec.name,
                     "input": args.input,
                     "params": stats.params,
+                    "weight_params": stats.weight_params,
                     "flops": stats.flops,
                 }
             )
@@ -43,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"{spec.name} @ {args.input}x{args.input}, {args.num_classes} classes")
         print(f"  parameters: {stats.params:,} ({stats.params / 1e6:.2f} M)")
+        print(
+            f"  conv + classifier weights: {stats.weight_params:,} ({stats.weight_params / 1e6:.2f} M, Darknet's #Parameter)"
+        )
         print(f"  FLOPs:      {stats.flops:,} ({stats.flops / 1e9:.3f} GFLOPs, 2 x MACs)")
         print(f"  groups:     {', '.join(f'{g}={p}' for g, p in spec.groups.items())}")
     return 0

@@ -18,7 +18,11 @@ __all__ = ["Complexity", "measure_complexity"]
 
 @dataclass(frozen=True)
 class Complexity:
+    #: Every parameter (weights, biases, BN affine).
     params: int
+    #: Convolution and classifier weights only: Darknet's and the CSPNet README's "#Parameter"
+    #: (Darknet's classifier is a 1x1 convolution; biases and BN are not counted).
+    weight_params: int
     flops: int
     input_size: int
 
@@ -26,6 +30,9 @@ class Complexity:
 def measure_complexity(model: nn.Module, input_size: int, in_chans: int = 3) -> Complexity:
     """Count parameters and the FLOPs of one forward pass of a single ``input_size`` image."""
     params = sum(p.numel() for p in model.parameters())
+    weight_params = sum(
+        m.weight.numel() for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))
+    )
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -34,4 +41,9 @@ def measure_complexity(model: nn.Module, input_size: int, in_chans: int = 3) -> 
     with torch.no_grad(), counter:
         model(x)
     model.train(was_training)
-    return Complexity(params=params, flops=int(counter.get_total_flops()), input_size=input_size)
+    return Complexity(
+        params=params,
+        weight_params=weight_params,
+        flops=int(counter.get_total_flops()),
+        input_size=input_size,
+    )

@@ -27,6 +27,8 @@ def test_every_group_option_composes(make_cfg):
         "regularizer=dropblock",
         "backbone=resnet18",
         "backbone=resnet50",
+        "backbone=cspresnext50",
+        "backbone=cspdarknet53",
         "optim=imagenet",
         "logger=none",
         "data=imagefolder",

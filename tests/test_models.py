@@ -82,6 +82,7 @@ def test_models_cli_prints_params_and_flops():
     )
     stats = json.loads(out.stdout)
     assert stats["params"] == 25_557_032  # timm resnet50, 1000 classes
+    assert stats["weight_params"] == 25_502_912  # conv + fc weights, no BN or biases
     assert 8.0e9 < stats["flops"] < 8.4e9  # 4.1 GMACs, counted as 2 FLOPs each
     bad = subprocess.run(
         [sys.executable, "-m", "models", "resnet5"], cwd=ROOT, capture_output=True, text=True
@@ -157,3 +158,70 @@ def test_regularizer_options_reach_the_layers(make_cfg):
     kinds = {entry.split(":")[0] for entry in placed}
     assert kinds == {"dropblock", "cbn"}
     assert len([e for e in placed if e.startswith("cbn:")]) == len(cbns)
+
+
+@pytest.mark.parametrize(
+    ("name", "weights_m", "gflops"),
+    # The CSPNet README's figures at 256x256 (conv weights incl. the classifier, 2 x MACs):
+    # timm's implementations land within 0.1% on weights and 1.3% on FLOPs (docs/BENCHMARKS.md).
+    [("cspresnext50", 20.50, 7.93), ("cspdarknet53", 27.61, 13.07)],
+)
+def test_csp_backbones_match_the_published_complexity(name, weights_m, gflops):
+    from models import measure_complexity
+
+    stats = measure_complexity(create_backbone(name, num_classes=1000), 256)
+    assert stats.weight_params / 1e6 == pytest.approx(weights_m, rel=0.002)
+    assert stats.flops / 1e9 == pytest.approx(gflops, rel=0.015)
+
+
+@pytest.mark.parametrize("name", ["cspresnext50", "cspdarknet53"])
+def test_csp_groups_are_the_stride_4_to_32_stages(name):
+    model = create_backbone(name, num_classes=10).eval()
+    sizes = {}
+    hooks = [
+        m.register_forward_hook(lambda _m, _i, out, g=g: sizes.__setitem__(g, out.shape[-1]))
+        for g, m in group_modules(model, name).items()
+    ]
+    with torch.no_grad():
+        model(torch.zeros(1, 3, 64, 64))
+    for hook in hooks:
+        hook.remove()
+    assert sizes == {1: 16, 2: 8, 3: 4, 4: 2}
+
+
+@pytest.mark.parametrize("name", ["cspresnext50", "cspdarknet53"])
+def test_dropblock_and_cbn_place_themselves_on_csp_backbones(name):
+    from layers.cross_iteration_bn import CrossIterationBatchNorm2d
+    from layers.drop_block import DropBlock2d
+
+    model = create_backbone(name, num_classes=10)
+    groups = get_spec(name).groups
+    placed = apply_regularizer(
+        model, name, "dropblock_cbn", {"3": {"p": 0.025}, "4": {"p": 0.1}}, input_size=64
+    )
+    drop_paths = [p.split(":", 1)[1] for p in placed if p.startswith("dropblock:")]
+    assert drop_paths and all(p.startswith((groups[3] + ".", groups[4] + ".")) for p in drop_paths)
+    assert len(drop_paths) == sum(isinstance(m, DropBlock2d) for m in model.modules())
+    assert sum(isinstance(m, CrossIterationBatchNorm2d) for m in model.modules()) == len(
+        [p for p in placed if p.startswith("cbn:")]
+    )
+    assert not any(
+        isinstance(m, nn.BatchNorm2d) and not isinstance(m, CrossIterationBatchNorm2d)
+        for m in model.modules()
+    )
+
+
+@pytest.mark.parametrize("name", ["tinyresnet", "cspdarknet53"])
+def test_cbn_conversion_keeps_the_eval_function(name):
+    # Eval-mode CBN is running-statistics BN, and timm's fused activations are kept: the
+    # converted network computes exactly what the original did.
+    from layers.cbn_convert import convert_to_cbn
+
+    torch.manual_seed(0)
+    model = create_backbone(name, num_classes=10).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        before = model(x)
+        convert_to_cbn(model, window=2, example_input=x[:1])
+        after = model.eval()(x)
+    torch.testing.assert_close(after, before)
