@@ -83,3 +83,22 @@ def test_every_study_runs_at_a_tiny_budget(tmp_path, data_cache, study):
     records = [load_record(p) for p in sweep.rglob("run.json")]
     assert records and all(r.status == "completed" and r.study == study for r in records)
     assert (sweep / "RESULTS.md").is_file()
+
+
+def test_the_missions_command(tmp_path, data_cache):
+    sweep = tmp_path / "mission"
+    result = run_cli(
+        "-m", "regularizer=dropblock,cbn", "batch=64,512", *TINY_CLI, "logger=none",
+        f"data.cache_dir={data_cache}", f"hydra.sweep.dir={sweep}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = [load_record(p) for p in sweep.rglob("run.json")]
+    assert sorted((r.config["regularizer"]["name"], r.batch) for r in records) == [
+        ("cbn", 64), ("cbn", 512), ("dropblock", 64), ("dropblock", 512),
+    ]  # fmt: skip
+    for record in records:
+        kind = record.config["regularizer"]["name"]
+        assert record.status == "completed"
+        assert record.placements and all(p.startswith(f"{kind}:") for p in record.placements)
+    text = (sweep / "RESULTS.md").read_text()
+    assert "| dropblock " in text and "| cbn " in text
