@@ -154,3 +154,12 @@ def test_input_checks_name_the_rule():
     assert "block_size=7" in repr(DropBlock2d(0.1, 7)) and "scope=channel" in repr(
         DropBlock2d(0.1, 7)
     )
+
+
+def test_public_api_is_exported_from_layers():
+    import layers
+
+    assert layers.drop_block2d is drop_block2d and layers.DropBlock2d is DropBlock2d
+    assert {"CrossIterationBatchNorm2d", "convert_to_cbn", "set_schedule_step"} <= set(
+        layers.__all__
+    )
