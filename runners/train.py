@@ -197,7 +197,7 @@ def fit(
     eval_criterion = nn.CrossEntropyLoss()
     topk = tuple(cfg.task.topk)
     autocast = lambda: _autocast(device, cfg.amp)  # noqa: E731
-    # Scheduled layers (DropBlock) learn the position once per optimizer step.
+    # Scheduled layers (DropBlock, CBN burn-in and CmBN reset) learn the step once per optimizer step.
     scheduled = [m for m in model.modules() if callable(getattr(m, "set_schedule_step", None))]
 
     def before_step(step: int) -> None:
