@@ -301,13 +301,19 @@ def validate(cfg: DictConfig | Config) -> None:
     reg = cfg.regularizer
     if reg.name not in REGULARIZERS:
         raise _name_error("regularizer.name", reg.name, REGULARIZERS)
+    # The option names come from the layers themselves, so config and layers cannot drift.
+    from layers.cross_iteration_bn import MODES
+    from layers.drop_block import GAMMAS, KERNELS, RESCALES, SCOPES, SIZE_MODES
+    from layers.regularizer import effective_group_settings
+    from layers.schedule import SCHEDULES
+
     for key, options in (
-        ("scope", ("channel", "sample")),
-        ("rescale", ("batch", "sample")),
-        ("gamma", ("paper", "calibrated")),
-        ("schedule", ("linear", "darknet", "none")),
-        ("kernel", ("auto", "reference", "triton")),
-        ("cbn_mode", ("cbn", "cmbn")),
+        ("scope", SCOPES),
+        ("rescale", RESCALES),
+        ("gamma", GAMMAS),
+        ("schedule", SCHEDULES),
+        ("kernel", KERNELS),
+        ("cbn_mode", MODES),
     ):
         if reg[key] not in options:
             raise _name_error(f"regularizer.{key}", reg[key], options)
@@ -315,7 +321,6 @@ def validate(cfg: DictConfig | Config) -> None:
         raise ConfigError(f"regularizer.window must be >= 1, got {reg.window}")
     if reg.burnin < 0:
         raise ConfigError(f"regularizer.burnin must be >= 0 optimizer steps, got {reg.burnin}")
-    from layers.regularizer import effective_group_settings
 
     for group, settings in reg.groups.items():
         if group not in GROUPS:
@@ -324,8 +329,8 @@ def validate(cfg: DictConfig | Config) -> None:
         effective = effective_group_settings(settings)
         p_key = "probability" if settings.probability is not None else "p"
         _check_range(f"{prefix}.{p_key}", effective["p"], 0.0, 1.0, True)
-        if effective["size_mode"] not in ("abs", "rel"):
-            raise _name_error(f"{prefix}.size_mode", effective["size_mode"], ("abs", "rel"))
+        if effective["size_mode"] not in SIZE_MODES:
+            raise _name_error(f"{prefix}.size_mode", effective["size_mode"], SIZE_MODES)
         size = effective["block_size"]
         if effective["size_mode"] == "abs" and (size < 1 or size != int(size)):
             key = "dropblock_size_abs" if settings.dropblock_size_abs is not None else "block_size"
