@@ -14,13 +14,18 @@ import pandas as pd
 
 from runners.record import RECORD_NAME, RunRecord, load_record
 
-__all__ = ["collect_runs", "find_records", "record_row"]
+__all__ = ["DETECTION_METRICS", "collect_runs", "find_records", "record_row"]
+
+#: COCOeval's twelve bbox numbers, in its order (percent), as ``task=detect`` records them.
+DETECTION_METRICS = (
+    "AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl",
+)  # fmt: skip
 
 #: Columns of the runs table, in order.
 COLUMNS = [
     "study", "status", "task", "data", "backbone", "regularizer", "batch", "subdivisions",
     "mini_batch", "epochs", "seed", "top1", "top5", "loss", "best_top1", "best_top5",
-    "throughput", "params", "flops", "commit", "dirty", "config_hash", "error", "job_dir",
+    *DETECTION_METRICS, "throughput", "params", "flops", "commit", "dirty", "config_hash", "error", "job_dir",
 ]  # fmt: skip
 
 
@@ -57,6 +62,7 @@ def record_row(record: RunRecord) -> dict[str, Any]:
         "loss": record.final.get("loss"),
         "best_top1": record.best.get("top1"),
         "best_top5": record.best.get("top5"),
+        **{name: record.final.get(name) for name in DETECTION_METRICS},
         "throughput": record.throughput,
         "params": record.params,
         "flops": record.flops,

@@ -18,17 +18,23 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "LOWER_IS_BETTER",
     "RECORD_NAME",
     "SCHEMA_VERSION",
     "STATUSES",
     "CodeVersion",
     "EpochMetrics",
     "RunRecord",
+    "best_metrics",
     "load_record",
 ]
 
-SCHEMA_VERSION = 1
+#: 2: per-epoch validation metrics moved into ``EpochMetrics.metrics`` (any task's names);
+#: version-1 records (flat ``loss``/``top1``/``top5``) are upgraded when read.
+SCHEMA_VERSION = 2
 RECORD_NAME = "run.json"
+#: Metrics where smaller is better; every other metric is best at its maximum.
+LOWER_IS_BETTER = frozenset({"loss"})
 #: ``running`` until the job ends; ``diverged`` and ``pruned`` are used by later stages.
 STATUSES = ("running", "completed", "failed", "diverged", "pruned")
 
@@ -43,16 +49,46 @@ class CodeVersion:
 
 @dataclass
 class EpochMetrics:
-    """Metrics after one epoch. Accuracies are percentages (0..100); ``loss`` is validation loss."""
+    """One epoch: training numbers, and the validation ``metrics`` when it was evaluated.
+
+    ``metrics`` holds the task's numbers: ``loss``, ``top1``, ``top5`` (percent) for
+    classification; the twelve COCO numbers ``AP`` .. ``ARl`` (percent) for detection. It is
+    empty for an epoch that was not evaluated.
+    """
 
     epoch: int
     train_loss: float
-    loss: float
-    top1: float
-    top5: float
     lr: float
     epoch_time_s: float
     images_per_s: float
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EpochMetrics:
+        """Read one epoch; a version-1 epoch's flat ``loss``/``top1``/``top5`` become ``metrics``."""
+        values = dict(data)
+        metrics = dict(values.pop("metrics", None) or {})
+        for key in ("loss", "top1", "top5"):
+            if key in values:
+                metrics[key] = values.pop(key)
+        return cls(**values, metrics=metrics)
+
+
+def best_metrics(epochs: list[EpochMetrics]) -> dict[str, float]:
+    """Each metric's best over ``epochs`` on its own: min for :data:`LOWER_IS_BETTER`, else max.
+
+    NaN values are ignored; a metric that is NaN in every epoch is NaN.
+    """
+    values: dict[str, list[float]] = {}
+    for epoch in epochs:
+        for name, value in epoch.metrics.items():
+            values.setdefault(name, []).append(value)
+    best = {}
+    for name, series in values.items():
+        finite = [v for v in series if v == v]
+        pick = min if name in LOWER_IS_BETTER else max
+        best[name] = pick(finite) if finite else float("nan")
+    return best
 
 
 @dataclass
@@ -81,9 +117,9 @@ class RunRecord:
     #: Where the regularizer was placed (dotted module paths), for audit.
     placements: list[str] = field(default_factory=list)
     epochs: list[EpochMetrics] = field(default_factory=list)
-    #: Metrics after the last epoch: top1, top5 (percent) and loss.
+    #: Metrics of the last evaluation: top1, top5 (percent) and loss; or AP .. ARl for detection.
     final: dict[str, float] = field(default_factory=dict)
-    #: Best over epochs, each metric on its own: max top1, max top5, min loss.
+    #: Best over epochs, each metric on its own (:func:`best_metrics`).
     best: dict[str, float] = field(default_factory=dict)
     #: Training images per second over all epochs (evaluation excluded).
     throughput: float | None = None
@@ -112,7 +148,8 @@ class RunRecord:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
         values["code_version"] = CodeVersion(**(data.get("code_version") or {}))
-        values["epochs"] = [EpochMetrics(**e) for e in data.get("epochs") or []]
+        values["epochs"] = [EpochMetrics.from_dict(e) for e in data.get("epochs") or []]
+        values["schema_version"] = SCHEMA_VERSION
         return cls(**values)
 
     def write(self, job_dir: str | os.PathLike[str]) -> Path:

@@ -26,7 +26,7 @@ from runners.environment import peak_memory_mb
 from runners.metrics import topk_correct
 from runners.optim import build_optimizer, lr_at, scaled_lr
 from runners.progress import EpochProgress
-from runners.record import EpochMetrics, RunRecord
+from runners.record import EpochMetrics, RunRecord, best_metrics
 from runners.tracking import Tracker
 
 __all__ = ["build_model", "evaluate", "fit", "seed_everything", "train_one_epoch", "train_step"]
@@ -240,39 +240,20 @@ def fit(
         metrics = EpochMetrics(
             epoch=epoch,
             train_loss=train_loss,
-            loss=scores["loss"],
-            top1=scores.get("top1", float("nan")),
-            top5=scores.get("top5", float("nan")),
             lr=optimizer.param_groups[0]["lr"],
             epoch_time_s=epoch_time,
             images_per_s=seen / epoch_time if epoch_time > 0 else float("nan"),
+            metrics=scores,
         )
         record.epochs.append(metrics)
         progress.close(
-            {
-                "train_loss": f"{train_loss:.4f}",
-                "val_loss": f"{metrics.loss:.4f}",
-                "top1": f"{metrics.top1:.2f}",
-                "top5": f"{metrics.top5:.2f}",
-            }
+            {"train_loss": f"{train_loss:.4f}"} | {k: f"{v:.4f}" for k, v in scores.items()}
         )
         tracker.log(
-            {
-                "train_loss": train_loss,
-                "loss": metrics.loss,
-                "top1": metrics.top1,
-                "top5": metrics.top5,
-                "lr": metrics.lr,
-                "epoch": epoch,
-            },
-            step=epoch,
+            {"train_loss": train_loss, "lr": metrics.lr, "epoch": epoch} | scores, step=epoch
         )
-        record.final = {"top1": metrics.top1, "top5": metrics.top5, "loss": metrics.loss}
-        record.best = {
-            "top1": max(e.top1 for e in record.epochs),
-            "top5": max(e.top5 for e in record.epochs),
-            "loss": min(e.loss for e in record.epochs),
-        }
+        record.final = dict(scores)
+        record.best = best_metrics(record.epochs)
         record.throughput = train_images / train_time if train_time > 0 else None
         record.peak_memory_mb = peak_memory_mb(device)
         on_epoch_end(record)

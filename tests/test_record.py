@@ -7,17 +7,47 @@ import json
 import pytest
 
 from runners.job import JobContext, run_job
-from runners.record import RECORD_NAME, SCHEMA_VERSION, EpochMetrics, RunRecord, load_record
+from runners.record import (
+    RECORD_NAME,
+    SCHEMA_VERSION,
+    EpochMetrics,
+    RunRecord,
+    best_metrics,
+    load_record,
+)
 
 
 def test_round_trip_keeps_every_field(tmp_path):
     record = RunRecord(status="completed", study="s", batch=64, subdivisions=4, mini_batch=16)
-    record.epochs.append(EpochMetrics(1, 2.0, 1.5, 40.0, 90.0, 0.1, 3.0, 300.0))
+    record.epochs.append(
+        EpochMetrics(1, 2.0, 0.1, 3.0, 300.0, {"loss": 1.5, "top1": 40.0, "top5": 90.0})
+    )
     record.final = {"top1": 40.0, "top5": 90.0, "loss": 1.5}
     path = record.write(tmp_path)
     assert path == tmp_path / RECORD_NAME
     assert load_record(tmp_path) == record
     assert json.loads(path.read_text())["schema_version"] == SCHEMA_VERSION
+
+
+def test_version_1_record_is_upgraded_on_read(tmp_path):
+    epoch = {"epoch": 1, "train_loss": 2.0, "loss": 1.5, "top1": 40.0, "top5": 90.0, "lr": 0.1}
+    epoch |= {"epoch_time_s": 3.0, "images_per_s": 300.0}
+    (tmp_path / RECORD_NAME).write_text(
+        json.dumps({"schema_version": 1, "status": "completed", "epochs": [epoch]})
+    )
+    record = load_record(tmp_path)
+    assert record.schema_version == SCHEMA_VERSION
+    assert record.epochs[0].metrics == {"loss": 1.5, "top1": 40.0, "top5": 90.0}
+    assert record.epochs[0].lr == 0.1
+
+
+def test_best_metrics_minimises_loss_maximises_the_rest_and_skips_nan():
+    epochs = [
+        EpochMetrics(1, 1.0, 0.1, 1.0, 1.0, {"loss": 2.0, "top1": 30.0, "AP": float("nan")}),
+        EpochMetrics(2, 1.0, 0.1, 1.0, 1.0, {"loss": 1.0, "top1": 20.0, "AP": 5.0}),
+        EpochMetrics(3, 1.0, 0.1, 1.0, 1.0, {}),
+    ]
+    assert best_metrics(epochs) == {"loss": 1.0, "top1": 30.0, "AP": 5.0}
 
 
 def test_unknown_status_and_newer_schema_are_refused(tmp_path):
