@@ -26,6 +26,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 __all__ = [
+    "PRIMARY_METRIC",
     "BackboneConfig",
     "Config",
     "ConfigError",
@@ -44,6 +45,12 @@ __all__ = [
 
 #: Regularizers the runner knows how to place. Later issues extend this tuple.
 REGULARIZERS = ("none", "dropout", "dropblock", "cbn", "dropblock_cbn")
+#: Each task and the data options it reads (ImageNet layout, COCO layout).
+TASK_DATA = {"classify": ("synthetic", "imagefolder"), "detect": ("synthetic_det", "coco")}
+#: The number a task is judged by (what run.py returns and a sweeper optimises).
+PRIMARY_METRIC = {"classify": "top1", "detect": "AP"}
+#: Metrics a report can tabulate: classification's, then COCOeval's twelve.
+REPORT_METRICS = ("top1", "top5", "loss", "AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")  # fmt: skip
 #: Groups are the four backbone stages of the DropBlock paper (ResNet conv2_x .. conv5_x).
 GROUPS = ("1", "2", "3", "4")
 #: Keys that do not change what a run computes, so they are left out of the config hash.
@@ -71,17 +78,29 @@ class TaskConfig:
     """What is trained and how it is scored."""
 
     name: str = "classify"
+    #: Evaluate on the validation split after every ``eval_every`` epochs (and after the last).
+    eval_every: int = 1
+    # Classification.
     #: The k of each top-k accuracy reported (Top-1 and Top-5, as ImageNet tables do).
     topk: list[int] = field(default_factory=lambda: [1, 5])
     label_smoothing: float = 0.0
+    # Detection (RetinaNet, ``models.detection``).
+    #: Channels of the FPN and of RetinaNet's heads (256 in the paper).
+    fpn_channels: int = 256
+    #: Base anchor side on P3..P7 in pixels (the paper's 32..512 are for 800 px images).
+    anchor_sizes: list[int] = field(default_factory=lambda: [32, 64, 128, 256, 512])
+    #: Detections kept per image after NMS (COCOeval reads at most 100).
+    detections_per_img: int = 100
 
 
 @dataclass
 class DataConfig:
-    """A data set in ImageNet layout (``root/train/<class>/*``, ``root/val/<class>/*``).
+    """A data set: ImageNet layout for classification, COCO layout for detection.
 
-    ``synthetic`` generates such a tree once into ``cache_dir`` and then loads it through the
-    same ImageFolder code as ``imagefolder``.
+    ``synthetic`` generates an ImageNet-layout tree (``root/train/<class>/*``) once into
+    ``cache_dir`` and loads it through the same ImageFolder code as ``imagefolder``;
+    ``synthetic_det`` generates a COCO-layout set (``root/<split>/*``,
+    ``<ann>/instances_<split>.json``) and loads it through the same code as ``coco``.
     """
 
     name: str = MISSING
@@ -97,10 +116,18 @@ class DataConfig:
     workers: int = 0
     #: Keep decoded images in memory after the first epoch (small data sets only).
     cache_images: bool = False
+    # COCO layout (coco, synthetic_det): images in <root>/<split>/, annotations in
+    # <ann>/instances_<split>.json (``ann`` relative to ``root`` unless absolute).
+    ann: str = "annotations"
+    train_split: str = "train"
+    val_split: str = "val"
     # Synthetic generation only.
     num_classes: int = 10
     train_per_class: int = 100
     val_per_class: int = 50
+    #: Images per split of ``synthetic_det``.
+    train_images: int = 400
+    val_images: int = 100
     #: Seed of the data set itself; independent of the run's ``seed`` so that every arm of a
     #: study trains on the same images.
     seed: int = 0
@@ -262,19 +289,31 @@ def validate(cfg: DictConfig | Config) -> None:
     if cfg.epochs < 1:
         raise ConfigError(f"epochs must be >= 1, got {cfg.epochs}")
 
-    if cfg.task.name != "classify":
-        raise _name_error("task.name", cfg.task.name, ("classify",))
-    if not cfg.task.topk or any(k < 1 for k in cfg.task.topk):
+    task = cfg.task
+    if task.name not in TASK_DATA:
+        raise _name_error("task.name", task.name, tuple(TASK_DATA))
+    if task.eval_every < 1:
+        raise ConfigError(f"task.eval_every must be >= 1, got {task.eval_every}")
+    if not task.topk or any(k < 1 for k in task.topk):
+        raise ConfigError(f"task.topk must be a non-empty list of k >= 1, got {list(task.topk)}")
+    _check_range("task.label_smoothing", task.label_smoothing, 0.0, 1.0, True)
+    if task.fpn_channels < 1:
+        raise ConfigError(f"task.fpn_channels must be >= 1, got {task.fpn_channels}")
+    if len(task.anchor_sizes) != 5 or any(s < 1 for s in task.anchor_sizes):
         raise ConfigError(
-            f"task.topk must be a non-empty list of k >= 1, got {list(cfg.task.topk)}"
+            f"task.anchor_sizes needs 5 sizes >= 1 (P3..P7), got {list(task.anchor_sizes)}"
         )
-    _check_range("task.label_smoothing", cfg.task.label_smoothing, 0.0, 1.0, True)
+    if task.detections_per_img < 1:
+        raise ConfigError(f"task.detections_per_img must be >= 1, got {task.detections_per_img}")
 
     data = cfg.data
-    if data.name not in ("synthetic", "imagefolder"):
-        raise _name_error("data.name", data.name, ("synthetic", "imagefolder"))
-    if data.name == "imagefolder" and not data.root:
-        raise ConfigError("data.root must name an ImageNet-layout directory for data=imagefolder")
+    if data.name not in TASK_DATA[task.name]:
+        raise ConfigError(
+            f"data={data.name} does not fit task={task.name}; "
+            f"use one of: {', '.join(TASK_DATA[task.name])}"
+        )
+    if data.name in ("imagefolder", "coco") and not data.root:
+        raise ConfigError(f"data.root must name the data set's directory for data={data.name}")
     if data.image_size < 8:
         raise ConfigError(f"data.image_size must be >= 8, got {data.image_size}")
     if data.crop not in ("pad", "resized"):
@@ -287,6 +326,14 @@ def validate(cfg: DictConfig | Config) -> None:
                 f"data.num_classes must be in [2, 10] for synthetic data, got {data.num_classes}"
             )
         for key in ("train_per_class", "val_per_class"):
+            if getattr(data, key) < 1:
+                raise ConfigError(f"data.{key} must be >= 1, got {getattr(data, key)}")
+    if data.name == "synthetic_det":
+        if not 1 <= data.num_classes <= 10:
+            raise ConfigError(
+                f"data.num_classes must be in [1, 10] for synthetic_det, got {data.num_classes}"
+            )
+        for key in ("train_images", "val_images"):
             if getattr(data, key) < 1:
                 raise ConfigError(f"data.{key} must be >= 1, got {getattr(data, key)}")
     if len(data.mean) != 3 or len(data.std) != 3 or any(s <= 0 for s in data.std):
@@ -356,8 +403,8 @@ def validate(cfg: DictConfig | Config) -> None:
     if cfg.logger.name not in ("wandb", "none"):
         raise _name_error("logger.name", cfg.logger.name, ("wandb", "none"))
     for metric in cfg.report.metrics:
-        if metric not in ("top1", "top5", "loss"):
-            raise _name_error("report.metrics", metric, ("top1", "top5", "loss"))
+        if metric not in REPORT_METRICS:
+            raise _name_error("report.metrics", metric, REPORT_METRICS)
 
 
 def resolved_container(cfg: DictConfig) -> dict[str, Any]:
