@@ -106,6 +106,7 @@ def build_retinanet(
     mean: Sequence[float],
     std: Sequence[float],
     detections_per_img: int = 100,
+    score_thresh: float = 0.05,
 ) -> RetinaNet:
     """torchvision's RetinaNet with ``backbone``'s groups 2..4 as C3..C5.
 
@@ -133,4 +134,5 @@ def build_retinanet(
         image_std=list(std),
         anchor_generator=anchors,
         detections_per_img=detections_per_img,
+        score_thresh=score_thresh,
     )

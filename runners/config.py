@@ -89,8 +89,10 @@ class TaskConfig:
     fpn_channels: int = 256
     #: Base anchor side on P3..P7 in pixels (the paper's 32..512 are for 800 px images).
     anchor_sizes: list[int] = field(default_factory=lambda: [32, 64, 128, 256, 512])
-    #: Detections kept per image after NMS (COCOeval reads at most 100).
+    #: Detections kept per image after NMS (COCOeval reads at most 100) ...
     detections_per_img: int = 100
+    #: ... among those scoring at least ``score_thresh`` (torchvision's and Detectron's 0.05).
+    score_thresh: float = 0.05
 
 
 @dataclass
@@ -303,6 +305,7 @@ def validate(cfg: DictConfig | Config) -> None:
         raise ConfigError(
             f"task.anchor_sizes needs 5 sizes >= 1 (P3..P7), got {list(task.anchor_sizes)}"
         )
+    _check_range("task.score_thresh", task.score_thresh, 0.0, 1.0, True)
     if task.detections_per_img < 1:
         raise ConfigError(f"task.detections_per_img must be >= 1, got {task.detections_per_img}")
 

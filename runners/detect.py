@@ -57,6 +57,7 @@ def build_detection(cfg: Any, device: torch.device) -> TaskParts:
         mean=list(cfg.data.mean),
         std=list(cfg.data.std),
         detections_per_img=cfg.task.detections_per_img,
+        score_thresh=cfg.task.score_thresh,
     )
 
     def loss(model: nn.Module, images: torch.Tensor, targets: list[dict[str, Any]]) -> torch.Tensor:
