@@ -27,6 +27,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from runners.data import BatchNormalizer
+from runners.sampler import EpochShuffleSampler
 from runners.synthetic_det import ensure_synthetic_detection_dataset
 
 __all__ = [
@@ -211,7 +212,8 @@ def build_detection_data(
         "collate_fn": collate_detection,
     }
     generator = torch.Generator().manual_seed(seed)
-    train = DataLoader(train_set, batch_size=batch, shuffle=True, generator=generator, **common)
+    sampler = EpochShuffleSampler(len(train_set), seed)
+    train = DataLoader(train_set, batch_size=batch, sampler=sampler, generator=generator, **common)
     val = DataLoader(val_set, batch_size=batch, shuffle=False, **common)
     names = [train_set.coco.cats[c].get("name", str(c)) for c in train_set.category_ids]
     return DetectionData(

@@ -28,6 +28,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 __all__ = [
     "PRIMARY_METRIC",
     "BackboneConfig",
+    "CheckpointConfig",
     "Config",
     "ConfigError",
     "DataConfig",
@@ -54,7 +55,7 @@ REPORT_METRICS = ("top1", "top5", "loss", "AP", "AP50", "AP75", "APs", "APm", "A
 #: Groups are the four backbone stages of the DropBlock paper (ResNet conv2_x .. conv5_x).
 GROUPS = ("1", "2", "3", "4")
 #: Keys that do not change what a run computes, so they are left out of the config hash.
-HASH_EXCLUDED_KEYS = ("logger", "report", "study")
+HASH_EXCLUDED_KEYS = ("logger", "report", "study", "checkpoint")
 
 
 class ConfigError(ValueError):
@@ -213,6 +214,18 @@ class LoggerConfig:
 
 
 @dataclass
+class CheckpointConfig:
+    """``checkpoint.pt`` in the job directory (``runners.checkpoint``); resuming is exact on a CPU."""
+
+    #: Write a checkpoint at the end of every epoch ...
+    enabled: bool = True
+    #: ... and every N optimizer steps inside an epoch (0: epoch ends only).
+    every_steps: int = 0
+    #: Continue from the job directory's checkpoint when it belongs to the same config.
+    resume: bool = True
+
+
+@dataclass
 class ReportConfig:
     """How the multirun callback tabulates a study: rows x columns, one table per metric."""
 
@@ -233,6 +246,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     #: The study this job belongs to: W&B group and sweep directory name.
     study: str = "adhoc"
     #: Samples per optimizer step.
@@ -403,6 +417,10 @@ def validate(cfg: DictConfig | Config) -> None:
     _check_range("optim.weight_decay", opt.weight_decay, 0.0, None, False)
     _check_range("optim.warmup_epochs", opt.warmup_epochs, 0.0, None, False)
 
+    if cfg.checkpoint.every_steps < 0:
+        raise ConfigError(
+            f"checkpoint.every_steps must be >= 0 (0: epoch ends only), got {cfg.checkpoint.every_steps}"
+        )
     if cfg.logger.name not in ("wandb", "none"):
         raise _name_error("logger.name", cfg.logger.name, ("wandb", "none"))
     for metric in cfg.report.metrics:

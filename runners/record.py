@@ -128,6 +128,8 @@ class RunRecord:
     peak_memory_mb: float | None = None
     started_at: str = ""
     ended_at: str | None = None
+    #: Set when the job continued from a checkpoint: ``{"epoch": e, "step": s}`` where it resumed.
+    resumed_from: dict[str, int] | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:

@@ -12,6 +12,7 @@ effect the seed's thread argues about).
 from __future__ import annotations
 
 import contextlib
+import logging
 import random
 import time
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from torch import nn
 
 from layers import apply_regularizer
 from models import create_backbone, measure_complexity
+from runners.checkpoint import LoopPosition, load_checkpoint, restore_checkpoint, save_checkpoint
 from runners.environment import peak_memory_mb
 from runners.optim import build_optimizer, lr_at, scaled_lr
 from runners.progress import EpochProgress
@@ -41,6 +43,8 @@ __all__ = [
     "train_step",
 ]
 
+
+log = logging.getLogger(__name__)
 
 #: Metrics shown on the progress line at the end of an epoch (all of them are recorded).
 _PROGRESS_METRICS = ("loss", "top1", "top5", "AP", "AP50")
@@ -137,14 +141,19 @@ def train_one_epoch(
     before_step: Callable[[int], None] | None = None,
     normalize: Callable[[torch.Tensor], torch.Tensor] | None = None,
     move_targets: Callable[[Any, torch.device], Any] | None = None,
+    after_step: Callable[[int, torch.Tensor, int], None] | None = None,
+    loss_sum_start: float = 0.0,
+    seen_start: int = 0,
 ) -> tuple[float, int, int]:
     """Train one pass over ``loader``; returns (mean train loss, images seen, next step).
 
     ``normalize`` turns each uint8 batch into the network's float input once it is on ``device``.
+    ``after_step(next_step, loss_sum, seen)`` runs after every optimizer step (checkpoints); a
+    resumed epoch passes the loss sum and sample count it had reached in ``*_start``.
     """
     model.train()
-    loss_sum = torch.zeros((), device=device)
-    seen = 0
+    loss_sum = torch.full((), loss_sum_start, device=device)
+    seen = seen_start
     step = first_step
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     for images, targets in loader:
@@ -164,6 +173,8 @@ def train_one_epoch(
         step += 1
         if progress is not None:
             progress.update()
+        if after_step is not None:
+            after_step(step, loss_sum, seen)
     return (loss_sum / max(seen, 1)).item(), seen, step
 
 
@@ -202,11 +213,58 @@ def fit(
         for module in scheduled:
             module.set_schedule_step(step, total_steps)
 
-    step = 0
-    train_images, train_time = 0, 0.0
-    for epoch in range(1, cfg.epochs + 1):
+    job_dir = Path(record.job_dir) if record.job_dir else None
+    checkpointing = job_dir is not None and cfg.checkpoint.enabled
+    position = LoopPosition()
+    if checkpointing and cfg.checkpoint.resume:
+        payload = load_checkpoint(job_dir, record.config_hash)
+        if payload is not None:
+            position = restore_checkpoint(payload, model=model, optimizer=optimizer, record=record)
+            record.resumed_from = {"epoch": position.epoch, "step": position.step}
+            log.info(
+                "resuming from %s at epoch %d, step %d", job_dir, position.epoch, position.step
+            )
+    every = cfg.checkpoint.every_steps if checkpointing else 0
+    sampler = getattr(task.train, "sampler", None)
+
+    step = position.step
+    train_images, train_time = position.train_images, position.train_time
+    for epoch in range(position.epoch, cfg.epochs + 1):
+        resumed = epoch == position.epoch and position.step_in_epoch > 0
+        in_epoch = position.step_in_epoch if resumed else 0
+        if callable(getattr(sampler, "set_epoch", None)):
+            sampler.set_epoch(epoch, start=in_epoch * cfg.batch)
+        epoch_start_step = step - in_epoch
+        already_seen = position.epoch_seen if resumed else 0
         progress = EpochProgress(steps_per_epoch, desc=f"epoch {epoch}/{cfg.epochs}")
         start = time.perf_counter()
+
+        def after_step(
+            next_step: int,
+            loss_sum: torch.Tensor,
+            seen: int,
+            epoch: int = epoch,
+            first: int = epoch_start_step,
+            before: tuple[int, float, int, float] = (train_images, train_time, already_seen, start),
+        ) -> None:
+            if every and (next_step - first) % every == 0:
+                images, seconds, seen_before, started = before
+                save_checkpoint(
+                    job_dir,
+                    model=model,
+                    optimizer=optimizer,
+                    position=LoopPosition(
+                        epoch=epoch,
+                        step=next_step,
+                        step_in_epoch=next_step - first,
+                        epoch_loss_sum=float(loss_sum),
+                        epoch_seen=seen,
+                        train_images=images + seen - seen_before,
+                        train_time=seconds + time.perf_counter() - started,
+                    ),
+                    record=record,
+                )
+
         train_loss, seen, step = train_one_epoch(
             model,
             task.train,
@@ -222,9 +280,13 @@ def fit(
             before_step=before_step if scheduled else None,
             normalize=task.normalize,
             move_targets=task.move_targets,
+            after_step=after_step if every else None,
+            loss_sum_start=position.epoch_loss_sum if resumed else 0.0,
+            seen_start=position.epoch_seen if resumed else 0,
         )
         epoch_time = time.perf_counter() - start
-        train_images += seen
+        # A resumed epoch counts the samples seen before the interruption; throughput uses them.
+        train_images += seen - already_seen
         train_time += epoch_time
         scores: dict[str, float] = {}
         if epoch % task.eval_every == 0 or epoch == cfg.epochs:
@@ -241,7 +303,7 @@ def fit(
             train_loss=train_loss,
             lr=optimizer.param_groups[0]["lr"],
             epoch_time_s=epoch_time,
-            images_per_s=seen / epoch_time if epoch_time > 0 else float("nan"),
+            images_per_s=(seen - already_seen) / epoch_time if epoch_time > 0 else float("nan"),
             metrics=scores,
         )
         record.epochs.append(metrics)
@@ -255,5 +317,18 @@ def fit(
             record.best = best_metrics(record.epochs)
         record.throughput = train_images / train_time if train_time > 0 else None
         record.peak_memory_mb = peak_memory_mb(device)
+        if checkpointing:
+            save_checkpoint(
+                job_dir,
+                model=model,
+                optimizer=optimizer,
+                position=LoopPosition(
+                    epoch=epoch + 1,
+                    step=step,
+                    train_images=train_images,
+                    train_time=train_time,
+                ),
+                record=record,
+            )
         on_epoch_end(record)
     return record
