@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.darknet.build import Connected, DarknetConv, DarknetNet
+from models.darknet.build import DarknetNet
+from models.darknet.layers import Connected, DarknetConv
 
 __all__ = ["load_weights", "save_weights"]
 
