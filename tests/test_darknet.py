@@ -106,7 +106,7 @@ def test_csresnext50_layer_shapes_match_the_reference_layer_map():
 @needs_reference
 def test_group_map_is_stages_by_resolution_and_dropblock_lands_in_groups_3_and_4():
     net = create_backbone("darknet", num_classes=10, cfg=str(REFERENCE / "csresnext50.cfg"))
-    assert net(torch.zeros(2, 3, 64, 64)).shape == (2, 10)  # the classifier follows the data
+    assert net(torch.zeros(2, 3, 32, 32)).shape == (2, 10)  # the classifier follows the data
     groups = net.group_layers()
     for group, indices in groups.items():
         assert indices
@@ -250,6 +250,24 @@ def test_shortcut_from_a_larger_map_adds_every_strideth_pixel(tmp_path):
     expected = small.clone()
     expected[:, :4] += big[:, :, ::2, ::2]
     torch.testing.assert_close(net(x).view(1, 6, 4, 4), nn.functional.leaky_relu(expected, 0.1))
+
+
+def test_shortcut_from_a_smaller_map_adds_into_every_sampleth_pixel(tmp_path):
+    # shortcut_cpu's other direction: sample = w2 / w1, the source lands on a strided grid.
+    net = _net(
+        NET.format(w=8, c=3)
+        + "[convolutional]\nfilters=4\nactivation=linear\n"
+        + "[convolutional]\nfilters=3\nsize=3\nstride=2\npad=1\nactivation=linear\n"
+        + "[route]\nlayers=0\n"
+        + "[shortcut]\nfrom=1\nactivation=linear\n",
+        tmp_path,
+    )
+    x = torch.randn(1, 3, 8, 8)
+    big = net.layers[0](x)
+    small = net.layers[1](big)
+    expected = big.clone()
+    expected[:, :3, ::2, ::2] += small
+    torch.testing.assert_close(net(x).view(1, 4, 8, 8), expected)
 
 
 def test_route_takes_the_group_id_slice_and_concatenates(tmp_path):
