@@ -143,6 +143,8 @@ class BackboneConfig:
 
     name: str = MISSING
     kwargs: dict[str, Any] = field(default_factory=dict)
+    #: The Darknet .cfg file of ``backbone=darknet`` (docs/DARKNET.md); unused otherwise.
+    cfg: str | None = None
 
 
 @dataclass
@@ -182,6 +184,9 @@ class RegularizerConfig:
     window: int = 4
     burnin: int = 0
     cbn_mode: str = "cbn"
+    #: ``backbone=darknet`` only: ``keep`` the ``[dropout]`` layers the cfg writes, or ``remove``
+    #: them so that this regularizer alone decides what is placed.
+    cfg_dropout: str = "keep"
     #: Every group 1..4 is present (p = 0 places nothing), so any group's settings can be
     #: overridden from the command line: ``regularizer.groups.2.p=0.01``.
     groups: dict[str, GroupRegularizerConfig] = field(
@@ -361,6 +366,8 @@ def validate(cfg: DictConfig | Config) -> None:
     backbones = list_backbones()
     if cfg.backbone.name not in backbones:
         raise _name_error("backbone.name", cfg.backbone.name, backbones)
+    if cfg.backbone.name == "darknet":
+        _check_darknet(cfg)
 
     reg = cfg.regularizer
     if reg.name not in REGULARIZERS:
@@ -426,6 +433,21 @@ def validate(cfg: DictConfig | Config) -> None:
     for metric in cfg.report.metrics:
         if metric not in REPORT_METRICS:
             raise _name_error("report.metrics", metric, REPORT_METRICS)
+
+
+def _check_darknet(cfg: DictConfig | Config) -> None:
+    """``backbone=darknet``: the cfg file exists and parses; ``cfg_dropout`` is known."""
+    from models.darknet.backbone import CFG_DROPOUT
+    from models.darknet.parse import DarknetCfgError, parse_cfg
+
+    if not cfg.backbone.cfg:
+        raise ConfigError("backbone.cfg must name a Darknet .cfg file for backbone=darknet")
+    try:
+        parse_cfg(cfg.backbone.cfg)
+    except DarknetCfgError as err:
+        raise ConfigError(f"backbone.cfg: {err}") from None
+    if cfg.regularizer.cfg_dropout not in CFG_DROPOUT:
+        raise _name_error("regularizer.cfg_dropout", cfg.regularizer.cfg_dropout, CFG_DROPOUT)
 
 
 def resolved_container(cfg: DictConfig) -> dict[str, Any]:

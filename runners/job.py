@@ -53,8 +53,10 @@ def _tags(config: dict[str, Any]) -> list[str]:
 
 def run_job(cfg: DictConfig, context: JobContext) -> RunRecord:
     """Run one training job described by ``cfg`` into ``context.job_dir``."""
+    from runners.darknet_net import adopt_net_options
     from runners.train import fit  # torch-heavy; keeps `run.py --help` fast
 
+    adopt_net_options(cfg, context.overrides)  # backbone=darknet: the cfg's [net] batch
     validate(cfg)
     device = resolve_device(str(getattr(cfg.device, "value", cfg.device)))
     config = resolved_container(cfg)
