@@ -21,9 +21,15 @@ from torchvision.models.detection import RetinaNet
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelP6P7
 
-from models.registry import get_spec
+from models.registry import group_paths
 
-__all__ = ["FEATURE_GROUPS", "BackboneWithFPN", "GroupFeatures", "build_retinanet"]
+__all__ = [
+    "FEATURE_GROUPS",
+    "BackboneWithFPN",
+    "GroupFeatures",
+    "build_retinanet",
+    "group_output_paths",
+]
 
 #: Groups whose outputs feed the FPN (C3, C4, C5 in the RetinaNet paper).
 FEATURE_GROUPS = (2, 3, 4)
@@ -95,6 +101,14 @@ class BackboneWithFPN(nn.Module):
         return self.fpn(self.features(x))
 
 
+def group_output_paths(model: nn.Module, backbone_name: str) -> dict[int, str]:
+    """The module whose output is each group's output: the group's own module for a registered
+    backbone; the group's last layer for a Darknet cfg network (its groups are layer ranges)."""
+    if callable(getattr(model, "group_layers", None)):
+        return {g: f"layers.{max(indices)}" for g, indices in model.group_layers().items()}
+    return group_paths(model, backbone_name)
+
+
 def build_retinanet(
     backbone: nn.Module,
     backbone_name: str,
@@ -115,7 +129,7 @@ def build_retinanet(
     Images are expected at ``image_size`` square (letterboxed by the data pipeline), so the
     detector's own transform only normalises (``min_size = max_size = image_size``).
     """
-    groups = get_spec(backbone_name).groups
+    groups = group_output_paths(backbone, backbone_name)
     body = BackboneWithFPN(
         backbone, {g: groups[g] for g in FEATURE_GROUPS}, image_size, fpn_channels
     )

@@ -20,6 +20,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -458,8 +459,16 @@ def resolved_container(cfg: DictConfig) -> dict[str, Any]:
 
 
 def config_hash(cfg: DictConfig | dict[str, Any]) -> str:
-    """SHA-256 (first 16 hex) of the resolved config, minus keys that do not change the result."""
+    """SHA-256 (first 16 hex) of the resolved config, minus keys that do not change the result.
+
+    A Darknet cfg file is part of the config by content, not only by path: editing the file in
+    place gives a new hash (so earlier runs become stale instead of silently mixing in).
+    """
     container = cfg if isinstance(cfg, dict) else resolved_container(cfg)
     relevant = {k: v for k, v in container.items() if k not in HASH_EXCLUDED_KEYS}
+    cfg_file = (container.get("backbone") or {}).get("cfg")
+    if cfg_file and Path(cfg_file).expanduser().is_file():
+        content = Path(cfg_file).expanduser().read_bytes()
+        relevant["backbone_cfg_sha256"] = hashlib.sha256(content).hexdigest()
     blob = json.dumps(relevant, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
