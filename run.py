@@ -8,6 +8,7 @@ A config error prints one line naming the key and exits with status 2 before any
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import hydra
@@ -43,4 +44,8 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # torchrun: ranks > 0 leave files to rank 0
+        from runners.distributed import worker_overrides
+
+        sys.argv += worker_overrides()
     main()

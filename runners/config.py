@@ -31,6 +31,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "DataConfig",
+    "DdpConfig",
     "Device",
     "GroupRegularizerConfig",
     "LoggerConfig",
@@ -203,6 +204,19 @@ class OptimConfig:
 
 
 @dataclass
+class DdpConfig:
+    """Data-parallel training under ``torchrun`` (``runners.distributed``); ignored by a single
+    process. ``batch`` stays the samples per optimizer step over all processes."""
+
+    #: SyncBatchNorm: BN statistics over the whole step's chunk on all GPUs (CUDA only; not with
+    #: CBN, whose statistics are per process).
+    sync_bn: bool = False
+    #: DDP's ``find_unused_parameters``: needed only by models with parameters that some
+    #: forwards skip (costs a graph traversal per step).
+    find_unused_parameters: bool = False
+
+
+@dataclass
 class LoggerConfig:
     """Experiment tracking besides ``run.json``: ``wandb`` (offline by default) or ``none``."""
 
@@ -232,6 +246,7 @@ class Config:
     regularizer: RegularizerConfig = field(default_factory=RegularizerConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+    ddp: DdpConfig = field(default_factory=DdpConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     #: The study this job belongs to: W&B group and sweep directory name.
     study: str = "adhoc"

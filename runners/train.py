@@ -24,6 +24,7 @@ from torch import nn
 
 from layers import apply_regularizer
 from models import create_backbone, measure_complexity
+from runners import distributed
 from runners.environment import peak_memory_mb
 from runners.optim import build_optimizer, lr_at, scaled_lr
 from runners.progress import EpochProgress
@@ -104,13 +105,14 @@ def train_step(
     optimizer.zero_grad(set_to_none=True)
     total = images.shape[0]
     loss_sum = torch.zeros((), device=images.device)
-    for start, stop in chunk_bounds(total, subdivisions):
-        if stop == start:
-            continue
-        with autocast():
-            loss = loss_fn(model, images[start:stop], targets[start:stop])
-        weighted = loss * ((stop - start) / total)
-        weighted.backward()
+    chunks = [(start, stop) for start, stop in chunk_bounds(total, subdivisions) if stop > start]
+    for index, (start, stop) in enumerate(chunks):
+        # Under DDP, gradients are all-reduced once, after the last forward of the step.
+        with distributed.accumulate(model, last=index == len(chunks) - 1):
+            with autocast():
+                loss = loss_fn(model, images[start:stop], targets[start:stop])
+            weighted = loss * ((stop - start) / total)
+            weighted.backward()
         loss_sum += weighted.detach().float()
     optimizer.step()
     return loss_sum
@@ -138,7 +140,8 @@ def train_one_epoch(
     normalize: Callable[[torch.Tensor], torch.Tensor] | None = None,
     move_targets: Callable[[Any, torch.device], Any] | None = None,
 ) -> tuple[float, int, int]:
-    """Train one pass over ``loader``; returns (mean train loss, images seen, next step).
+    """Train one pass over ``loader``; returns (mean train loss, images seen, next step), both
+    over all processes under DDP.
 
     ``normalize`` turns each uint8 batch into the network's float input once it is on ``device``.
     """
@@ -164,6 +167,8 @@ def train_one_epoch(
         step += 1
         if progress is not None:
             progress.update()
+    loss_sum, seen_all = distributed.all_reduce_sum(loss_sum, torch.tensor(seen, device=device))
+    seen = int(seen_all.item())
     return (loss_sum / max(seen, 1)).item(), seen, step
 
 
@@ -178,7 +183,7 @@ def fit(
     fills ``record`` as it goes."""
     seed_everything(cfg.seed, cfg.deterministic)
     task = build_task(cfg, device)
-    model = task.model
+    model = distributed.convert_sync_batchnorm(task.model, cfg.ddp.sync_bn)
     record.placements = task.placements
     complexity = measure_complexity(model, cfg.data.image_size)
     record.params, record.flops = complexity.params, complexity.flops
@@ -186,6 +191,10 @@ def fit(
     model = model.to(
         device, memory_format=torch.channels_last if channels_last else torch.contiguous_format
     )
+
+    # DDP (torchrun) trains through the wrapper; `model` stays the plain module everywhere else.
+    train_model = distributed.wrap_model(model, device, cfg.ddp.find_unused_parameters)
+    distributed.seed_rank(cfg.seed)
 
     peak_lr = scaled_lr(cfg.optim.base_lr, cfg.batch)
     optimizer = build_optimizer(
@@ -206,9 +215,10 @@ def fit(
     train_images, train_time = 0, 0.0
     for epoch in range(1, cfg.epochs + 1):
         progress = EpochProgress(steps_per_epoch, desc=f"epoch {epoch}/{cfg.epochs}")
+        distributed.set_epoch(task.train, epoch)
         start = time.perf_counter()
         train_loss, seen, step = train_one_epoch(
-            model,
+            train_model,
             task.train,
             optimizer,
             task.loss,
@@ -233,8 +243,9 @@ def fit(
                 autocast=autocast,
                 channels_last=channels_last,
                 final=epoch == cfg.epochs,
-                job_dir=Path(record.job_dir) if record.job_dir else None,
+                job_dir=Path(record.job_dir) if record.job_dir and distributed.is_main() else None,
             )
+            distributed.average_bn_statistics(model)
             scores = task.evaluate(model, context)
         metrics = EpochMetrics(
             epoch=epoch,
