@@ -211,9 +211,10 @@ class DdpConfig:
     #: SyncBatchNorm: BN statistics over the whole step's chunk on all GPUs (CUDA only; not with
     #: CBN, whose statistics are per process).
     sync_bn: bool = False
-    #: DDP's ``find_unused_parameters``: needed only by models with parameters that some
-    #: forwards skip (costs a graph traversal per step).
-    find_unused_parameters: bool = False
+    #: DDP's ``find_unused_parameters`` (a graph traversal per step), for models with parameters
+    #: that the loss never reaches. ``null``: on for ``task=detect`` (RetinaNet never runs the
+    #: backbone's classifier), off otherwise.
+    find_unused_parameters: bool | None = None
 
 
 @dataclass

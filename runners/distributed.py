@@ -52,6 +52,7 @@ __all__ = [
     "broadcast_from_main",
     "convert_sync_batchnorm",
     "current_world",
+    "find_unused_parameters",
     "gather_to_main",
     "init_process_group",
     "is_main",
@@ -309,6 +310,13 @@ def convert_sync_batchnorm(model: nn.Module, sync_bn: bool) -> nn.Module:
     if any(isinstance(m, CrossIterationBatchNorm2d) for m in model.modules()):
         raise ConfigError("ddp.sync_bn cannot be combined with Cross-Iteration BN layers")
     return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+
+
+def find_unused_parameters(cfg: Any) -> bool:
+    """``ddp.find_unused_parameters``, or by task when it is ``null`` (on for detection)."""
+    if cfg.ddp.find_unused_parameters is not None:
+        return bool(cfg.ddp.find_unused_parameters)
+    return cfg.task.name == "detect"
 
 
 def wrap_model(

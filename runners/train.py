@@ -193,7 +193,7 @@ def fit(
     )
 
     # DDP (torchrun) trains through the wrapper; `model` stays the plain module everywhere else.
-    train_model = distributed.wrap_model(model, device, cfg.ddp.find_unused_parameters)
+    train_model = distributed.wrap_model(model, device, distributed.find_unused_parameters(cfg))
     distributed.seed_rank(cfg.seed)
 
     peak_lr = scaled_lr(cfg.optim.base_lr, cfg.batch)
