@@ -39,7 +39,7 @@ def main(cfg: DictConfig) -> float | None:
     metric = PRIMARY_METRIC[cfg.task.name]
     value = record.final.get(metric)
     shown = "n/a" if value is None else f"{value:.2f}"
-    print(f"run record: {context.job_dir}/run.json  ({metric}={shown})")
+    print(f"run record: {record.job_dir}/run.json  ({metric}={shown})")
     return value
 
 

@@ -104,10 +104,15 @@ def current_world(environ: Mapping[str, str] | None = None) -> World:
 
 def worker_overrides(environ: Mapping[str, str] | None = None) -> list[str]:
     """Hydra overrides for ranks > 0: no ``.hydra/`` copy and no log file in the job dir
-    (rank 0 writes those), so the processes of one job never race over a file."""
+    (rank 0 writes those), so the processes of one job never race over a file; and only
+    warnings on the console, so each epoch's line is printed once."""
     if current_world(environ).main:
         return []
-    return ["hydra.output_subdir=null", "hydra/job_logging=stdout"]
+    return [
+        "hydra.output_subdir=null",
+        "hydra/job_logging=stdout",
+        "hydra.job_logging.root.level=WARNING",
+    ]
 
 
 def _uses_cbn(regularizer_name: str) -> bool:

@@ -207,6 +207,10 @@ def _worker(rank: int, size: int, init_file: str, out_dir: str) -> None:
         bn.running_mean.fill_(float(rank))
         distributed.average_bn_statistics(bn)
         results["bn_mean"] = bn.running_mean.tolist()
+        # Hydra gave each rank its own ${now} dir: all adopt rank 0's, rank 1's empty one goes.
+        own = Path(out_dir) / f"hydra-dir-{rank}"
+        own.mkdir()
+        results["job_dir"] = str(distributed.join_job_dir(own))
         torch.save(results, Path(out_dir) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
@@ -252,6 +256,8 @@ def test_two_processes_match_one(tmp_path):
     assert ranks[0]["gathered"] == [0, 1, 1] and ranks[1]["gathered"] is None
     assert ranks[0]["broadcast"] == ranks[1]["broadcast"] == "rank 0"
     assert ranks[0]["bn_mean"] == ranks[1]["bn_mean"] == [0.5, 0.5]
+    assert ranks[0]["job_dir"] == ranks[1]["job_dir"] == str(tmp_path / "hydra-dir-0")
+    assert (tmp_path / "hydra-dir-0").is_dir() and not (tmp_path / "hydra-dir-1").exists()
 
 
 # -- the real CLI under torchrun -----------------------------------------------------------------
