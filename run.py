@@ -8,6 +8,7 @@ A config error prints one line naming the key and exits with status 2 before any
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import hydra
@@ -38,9 +39,13 @@ def main(cfg: DictConfig) -> float | None:
     metric = PRIMARY_METRIC[cfg.task.name]
     value = record.final.get(metric)
     shown = "n/a" if value is None else f"{value:.2f}"
-    print(f"run record: {context.job_dir}/run.json  ({metric}={shown})")
+    print(f"run record: {record.job_dir}/run.json  ({metric}={shown})")
     return value
 
 
 if __name__ == "__main__":
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # torchrun: ranks > 0 leave files to rank 0
+        from runners.distributed import worker_overrides
+
+        sys.argv += worker_overrides()
     main()

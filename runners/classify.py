@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from runners import distributed
 from runners.data import build_data
 from runners.metrics import topk_correct
 from runners.task import EvalContext, TaskParts
@@ -23,7 +24,11 @@ def evaluate_classifier(
     topk: tuple[int, ...],
     normalize: Any = None,
 ) -> dict[str, float]:
-    """Validation loss and top-k accuracies in percent: ``{"loss", "top1", "top5", ...}``."""
+    """Validation loss and top-k accuracies in percent: ``{"loss", "top1", "top5", ...}``.
+
+    Under DDP each process scores its shard of ``loader`` and the sums are all-reduced, so every
+    process returns the numbers of the whole validation set.
+    """
     model.eval()
     device = context.device
     criterion = nn.CrossEntropyLoss()
@@ -42,6 +47,9 @@ def evaluate_classifier(
         loss_sum += criterion(logits.float(), targets) * images.shape[0]
         correct += topk_correct(logits, targets, topk)
         seen += images.shape[0]
+    count = torch.tensor(seen, dtype=torch.int64, device=device)
+    loss_sum, correct, count = distributed.all_reduce_sum(loss_sum, correct, count)
+    seen = int(count.item())
     results = {"loss": (loss_sum / max(seen, 1)).item()}
     for k, hits in zip(topk, correct.tolist(), strict=True):
         results[f"top{k}"] = 100.0 * hits / max(seen, 1)
@@ -53,6 +61,7 @@ def build_classification(cfg: Any, device: torch.device) -> TaskParts:
     from runners.train import build_model
 
     data = build_data(cfg.data, cfg.batch, cfg.seed, pin_memory=device.type == "cuda")
+    data = distributed.shard_loaders(data, cfg.seed)  # this process's shards under torchrun
     model, placements = build_model(cfg, num_classes=len(data.classes))
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.task.label_smoothing)
     topk = tuple(cfg.task.topk)

@@ -33,6 +33,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "DataConfig",
+    "DdpConfig",
     "Device",
     "GroupRegularizerConfig",
     "LoggerConfig",
@@ -210,6 +211,20 @@ class OptimConfig:
 
 
 @dataclass
+class DdpConfig:
+    """Data-parallel training under ``torchrun`` (``runners.distributed``); ignored by a single
+    process. ``batch`` stays the samples per optimizer step over all processes."""
+
+    #: SyncBatchNorm: BN statistics over the whole step's chunk on all GPUs (CUDA only; not with
+    #: CBN, whose statistics are per process).
+    sync_bn: bool = False
+    #: DDP's ``find_unused_parameters`` (a graph traversal per step), for models with parameters
+    #: that the loss never reaches. ``null``: on for ``task=detect`` (RetinaNet never runs the
+    #: backbone's classifier), off otherwise.
+    find_unused_parameters: bool | None = None
+
+
+@dataclass
 class LoggerConfig:
     """Experiment tracking besides ``run.json``: ``wandb`` (offline by default) or ``none``."""
 
@@ -251,6 +266,7 @@ class Config:
     regularizer: RegularizerConfig = field(default_factory=RegularizerConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+    ddp: DdpConfig = field(default_factory=DdpConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     #: The study this job belongs to: W&B group and sweep directory name.

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from models.detection import build_retinanet
+from runners import distributed
 from runners.coco_data import DetectionData, build_detection_data
 from runners.coco_eval import coco_detections, score_detections, write_detections
 from runners.task import EvalContext, TaskParts
@@ -26,7 +27,11 @@ __all__ = ["build_detection", "evaluate_detector"]
 def evaluate_detector(
     model: nn.Module, data: DetectionData, context: EvalContext
 ) -> dict[str, float]:
-    """The twelve COCOeval numbers (percent) of ``model`` on ``data.val``."""
+    """The twelve COCOeval numbers (percent) of ``model`` on ``data.val``.
+
+    Under DDP each process detects on its shard; rank 0 gathers all detections, writes and
+    scores them, and every process returns rank 0's numbers.
+    """
     model.eval()
     memory_format = torch.channels_last if context.channels_last else torch.contiguous_format
     detections: list[dict[str, Any]] = []
@@ -36,9 +41,13 @@ def evaluate_detector(
         with context.autocast():
             outputs = model(list(images))
         detections += coco_detections(outputs, targets, data.category_ids)
-    if context.final and context.job_dir is not None:
-        write_detections(context.job_dir, detections, data.val_ann)
-    return score_detections(data.val.dataset.coco, detections)
+    gathered = distributed.gather_to_main(detections)
+    scores = None
+    if gathered is not None:
+        if context.final and context.job_dir is not None:
+            write_detections(context.job_dir, gathered, data.val_ann)
+        scores = score_detections(data.val.dataset.coco, gathered)
+    return distributed.broadcast_from_main(scores)
 
 
 def build_detection(cfg: Any, device: torch.device) -> TaskParts:
@@ -46,6 +55,7 @@ def build_detection(cfg: Any, device: torch.device) -> TaskParts:
     from runners.train import build_model
 
     data = build_detection_data(cfg.data, cfg.batch, cfg.seed, pin_memory=device.type == "cuda")
+    data = distributed.shard_loaders(data, cfg.seed)  # this process's shards under torchrun
     backbone, placements = build_model(cfg, num_classes=len(data.classes))
     model = build_retinanet(
         backbone,

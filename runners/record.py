@@ -111,7 +111,11 @@ class RunRecord:
     device: str = ""
     batch: int = 0
     subdivisions: int = 1
+    #: Samples one BatchNorm forward sees: batch / subdivisions, divided by world_size too under
+    #: DDP without SyncBatchNorm.
     mini_batch: int = 0
+    #: Processes that trained the run together (torchrun's WORLD_SIZE; 1 without DDP).
+    world_size: int = 1
     params: int | None = None
     flops: int | None = None
     #: Where the regularizer was placed (dotted module paths), for audit.

@@ -25,11 +25,13 @@ from torch import nn
 
 from layers import apply_regularizer
 from models import create_backbone, measure_complexity
+from runners import distributed
 from runners.checkpoint import LoopPosition, load_checkpoint, restore_checkpoint, save_checkpoint
 from runners.environment import peak_memory_mb
 from runners.optim import build_optimizer, lr_at, scaled_lr
 from runners.progress import EpochProgress
 from runners.record import EpochMetrics, RunRecord, best_metrics
+from runners.sampler import EpochShuffleSampler
 from runners.task import EvalContext, build_task
 from runners.tracking import Tracker
 
@@ -108,13 +110,14 @@ def train_step(
     optimizer.zero_grad(set_to_none=True)
     total = images.shape[0]
     loss_sum = torch.zeros((), device=images.device)
-    for start, stop in chunk_bounds(total, subdivisions):
-        if stop == start:
-            continue
-        with autocast():
-            loss = loss_fn(model, images[start:stop], targets[start:stop])
-        weighted = loss * ((stop - start) / total)
-        weighted.backward()
+    chunks = [(start, stop) for start, stop in chunk_bounds(total, subdivisions) if stop > start]
+    for index, (start, stop) in enumerate(chunks):
+        # Under DDP, gradients are all-reduced once, after the last forward of the step.
+        with distributed.accumulate(model, last=index == len(chunks) - 1):
+            with autocast():
+                loss = loss_fn(model, images[start:stop], targets[start:stop])
+            weighted = loss * ((stop - start) / total)
+            weighted.backward()
         loss_sum += weighted.detach().float()
     optimizer.step()
     return loss_sum
@@ -145,7 +148,8 @@ def train_one_epoch(
     loss_sum_start: float = 0.0,
     seen_start: int = 0,
 ) -> tuple[float, int, int]:
-    """Train one pass over ``loader``; returns (mean train loss, images seen, next step).
+    """Train one pass over ``loader``; returns (mean train loss, images seen, next step), both
+    over all processes under DDP.
 
     ``normalize`` turns each uint8 batch into the network's float input once it is on ``device``.
     ``after_step(next_step, loss_sum, seen)`` runs after every optimizer step (checkpoints); a
@@ -175,6 +179,8 @@ def train_one_epoch(
             progress.update()
         if after_step is not None:
             after_step(step, loss_sum, seen)
+    loss_sum, seen_all = distributed.all_reduce_sum(loss_sum, torch.tensor(seen, device=device))
+    seen = int(seen_all.item())
     return (loss_sum / max(seen, 1)).item(), seen, step
 
 
@@ -189,7 +195,7 @@ def fit(
     fills ``record`` as it goes."""
     seed_everything(cfg.seed, cfg.deterministic)
     task = build_task(cfg, device)
-    model = task.model
+    model = distributed.convert_sync_batchnorm(task.model, cfg.ddp.sync_bn)
     record.placements = task.placements
     complexity = measure_complexity(model, cfg.data.image_size)
     record.params, record.flops = complexity.params, complexity.flops
@@ -197,6 +203,10 @@ def fit(
     model = model.to(
         device, memory_format=torch.channels_last if channels_last else torch.contiguous_format
     )
+
+    # DDP (torchrun) trains through the wrapper; `model` stays the plain module everywhere else.
+    train_model = distributed.wrap_model(model, device, distributed.find_unused_parameters(cfg))
+    distributed.seed_rank(cfg.seed)
 
     peak_lr = scaled_lr(cfg.optim.base_lr, cfg.batch)
     optimizer = build_optimizer(
@@ -215,6 +225,9 @@ def fit(
 
     job_dir = Path(record.job_dir) if record.job_dir else None
     checkpointing = job_dir is not None and cfg.checkpoint.enabled
+    # Under torchrun every rank resumes from the same file and rank 0 alone writes it, at epoch
+    # ends only: DistributedSampler cannot start an epoch midway (docs/DISTRIBUTED.md).
+    writes_checkpoints = checkpointing and distributed.is_main()
     position = LoopPosition()
     if checkpointing and cfg.checkpoint.resume:
         payload = load_checkpoint(job_dir, record.config_hash)
@@ -224,7 +237,14 @@ def fit(
             log.info(
                 "resuming from %s at epoch %d, step %d", job_dir, position.epoch, position.step
             )
-    every = cfg.checkpoint.every_steps if checkpointing else 0
+    every = cfg.checkpoint.every_steps if writes_checkpoints else 0
+    if distributed.current_world().size > 1:
+        every = 0
+        if position.step_in_epoch:
+            raise RuntimeError(
+                f"{job_dir}: the checkpoint is from the middle of an epoch, which a torchrun job "
+                "cannot resume; rerun without torchrun or delete checkpoint.pt"
+            )
     sampler = getattr(task.train, "sampler", None)
 
     step = position.step
@@ -232,11 +252,12 @@ def fit(
     for epoch in range(position.epoch, cfg.epochs + 1):
         resumed = epoch == position.epoch and position.step_in_epoch > 0
         in_epoch = position.step_in_epoch if resumed else 0
-        if callable(getattr(sampler, "set_epoch", None)):
+        if isinstance(sampler, EpochShuffleSampler):
             sampler.set_epoch(epoch, start=in_epoch * cfg.batch)
         epoch_start_step = step - in_epoch
         already_seen = position.epoch_seen if resumed else 0
         progress = EpochProgress(steps_per_epoch, desc=f"epoch {epoch}/{cfg.epochs}")
+        distributed.set_epoch(task.train, epoch)
         start = time.perf_counter()
 
         def after_step(
@@ -266,7 +287,7 @@ def fit(
                 )
 
         train_loss, seen, step = train_one_epoch(
-            model,
+            train_model,
             task.train,
             optimizer,
             task.loss,
@@ -295,8 +316,9 @@ def fit(
                 autocast=autocast,
                 channels_last=channels_last,
                 final=epoch == cfg.epochs,
-                job_dir=Path(record.job_dir) if record.job_dir else None,
+                job_dir=Path(record.job_dir) if record.job_dir and distributed.is_main() else None,
             )
+            distributed.average_bn_statistics(model)
             scores = task.evaluate(model, context)
         metrics = EpochMetrics(
             epoch=epoch,
@@ -317,7 +339,7 @@ def fit(
             record.best = best_metrics(record.epochs)
         record.throughput = train_images / train_time if train_time > 0 else None
         record.peak_memory_mb = peak_memory_mb(device)
-        if checkpointing:
+        if writes_checkpoints:
             save_checkpoint(
                 job_dir,
                 model=model,
