@@ -1,7 +1,9 @@
 """Hydra callbacks: at the end of a multirun, tabulate the sweep into ``RESULTS.md``.
 
 Registered in ``conf/config.yaml`` under ``hydra.callbacks``. The aggregation itself lives in
-``reports`` so that ``python -m reports`` and this callback produce the same file.
+``reports`` so that ``python -m reports`` and this callback produce the same file. The callback
+also notes which jobs of the sweep did not complete (``runners.sweep_outcome``), which decides
+the exit status of ``run.py -m``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from runners import sweep_outcome
+
 __all__ = ["ResultsTableCallback"]
 
 log = logging.getLogger(__name__)
@@ -20,6 +24,12 @@ log = logging.getLogger(__name__)
 
 class ResultsTableCallback(Callback):
     """``on_multirun_end``: write the study's results table into the sweep directory."""
+
+    def __init__(self) -> None:
+        self._before: sweep_outcome.Snapshot = {}
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._before = sweep_outcome.snapshot(Path(config.hydra.sweep.dir).resolve())
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from reports import write_results
@@ -36,3 +46,4 @@ class ResultsTableCallback(Callback):
         )
         log.info("results table: %s", path)
         print(f"results: {path}")
+        sweep_outcome.summarize(sweep_dir, self._before)

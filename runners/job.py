@@ -1,9 +1,12 @@
-"""The job wrapper: validate, record ``running``, fit, record the outcome, finish tracking.
+"""The job wrapper: check, skip if done, record ``running``, fit, record the outcome, finish tracking.
 
-Whatever happens inside training, ``run.json`` ends with the true status (``completed``, or
-``failed`` with the error and traceback) and the W&B run is finished (with a non-zero exit code
-on failure), then the exception is re-raised. A config error is raised before anything is
-written, so a bad command leaves no record behind.
+Whatever happens inside training, ``run.json`` ends with the true status (``completed``;
+``diverged`` when the loss blew up, see ``runners.divergence``; or ``failed`` with the error and
+traceback) and the W&B run is finished (with a non-zero exit code unless completed, and tagged
+``diverged`` when it diverged), then the exception is re-raised. A config error is raised
+before anything is written, so a bad command leaves no record behind. A job whose directory
+already holds a completed run of the same config and code is not run again
+(``runners.skip``; ``force=true`` reruns it).
 """
 
 from __future__ import annotations
@@ -19,9 +22,12 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from runners.config import config_hash, resolved_container, validate
+from runners.config import config_hash, resolved_container
+from runners.divergence import DivergedError, DivergenceGuard
 from runners.environment import code_version, package_versions, resolve_device
+from runners.preflight import preflight
 from runners.record import RECORD_NAME, RunRecord
+from runners.skip import reusable_record
 from runners.tracking import create_tracker
 
 __all__ = ["JobContext", "run_job"]
@@ -52,13 +58,28 @@ def _tags(config: dict[str, Any]) -> list[str]:
 
 
 def run_job(cfg: DictConfig, context: JobContext) -> RunRecord:
-    """Run one training job described by ``cfg`` into ``context.job_dir``."""
+    """Run one training job described by ``cfg`` into ``context.job_dir``.
+
+    Returns the job's record: the new one, or the earlier completed one when the job is
+    skipped. Raises :class:`~runners.config.ConfigError` before writing anything when the
+    config cannot make a run, and :class:`~runners.divergence.DivergedError` (after recording
+    ``diverged``) when the loss diverged.
+    """
     from runners.train import fit  # torch-heavy; keeps `run.py --help` fast
 
-    validate(cfg)
-    device = resolve_device(str(getattr(cfg.device, "value", cfg.device)))
+    preflight(cfg)
     config = resolved_container(cfg)
     job_dir = Path(context.job_dir)
+    digest, code = config_hash(config), code_version()
+    if not cfg.force:
+        previous = reusable_record(job_dir, digest, code)
+        if previous is not None:
+            log.info(
+                "skipped %s: already completed with this config and code (force=true reruns it)",
+                job_dir,
+            )
+            return previous
+    device = resolve_device(str(getattr(cfg.device, "value", cfg.device)))
     record = RunRecord(
         status="running",
         study=cfg.study,
@@ -66,8 +87,8 @@ def run_job(cfg: DictConfig, context: JobContext) -> RunRecord:
         job_dir=str(job_dir),
         overrides=list(context.overrides),
         config=config,
-        config_hash=config_hash(config),
-        code_version=code_version(),
+        config_hash=digest,
+        code_version=code,
         packages=package_versions(),
         host=socket.gethostname(),
         device=str(device),
@@ -85,10 +106,21 @@ def run_job(cfg: DictConfig, context: JobContext) -> RunRecord:
         tags=_tags(config),
         config=config,
     )
+    guard = DivergenceGuard.from_config(cfg.divergence)
+
+    def epoch_end(current: RunRecord) -> None:
+        current.write(job_dir)
+        guard.flush()  # losses not yet checked; raises DivergedError after the record is saved
+
     start = time.perf_counter()
     try:
-        fit(cfg, record, tracker, device, on_epoch_end=lambda r: r.write(job_dir))
+        fit(cfg, record, tracker, device, on_epoch_end=epoch_end, divergence=guard)
         record.status = "completed"
+    except DivergedError as err:
+        record.status = "diverged"
+        record.error = str(err)
+        tracker.mark("diverged", str(err))
+        raise
     except BaseException as err:
         record.status = "failed"
         record.error = f"{type(err).__name__}: {err}"

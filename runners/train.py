@@ -22,6 +22,7 @@ from torch import nn
 from layers import apply_regularizer
 from models import create_backbone, measure_complexity
 from runners.data import build_data
+from runners.divergence import DivergenceGuard
 from runners.environment import peak_memory_mb
 from runners.metrics import topk_correct
 from runners.optim import build_optimizer, lr_at, scaled_lr
@@ -174,8 +175,12 @@ def fit(
     tracker: Tracker,
     device: torch.device,
     on_epoch_end: Callable[[RunRecord], None] = lambda _record: None,
+    divergence: DivergenceGuard | None = None,
 ) -> RunRecord:
-    """Train ``cfg.epochs`` epochs, evaluating after each; fills ``record`` as it goes."""
+    """Train ``cfg.epochs`` epochs, evaluating after each; fills ``record`` as it goes.
+
+    ``divergence`` sees every training loss and stops the job when it diverges.
+    """
     seed_everything(cfg.seed, cfg.deterministic)
     data = build_data(cfg.data, cfg.batch, cfg.seed, pin_memory=device.type == "cuda")
     model, record.placements = build_model(cfg, num_classes=len(data.classes))
@@ -194,6 +199,8 @@ def fit(
     total_steps = steps_per_epoch * cfg.epochs
     warmup_steps = round(cfg.optim.warmup_epochs * steps_per_epoch)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.task.label_smoothing)
+    if divergence is not None:
+        criterion = divergence.watch(criterion)
     eval_criterion = nn.CrossEntropyLoss()
     topk = tuple(cfg.task.topk)
     autocast = lambda: _autocast(device, cfg.amp)  # noqa: E731
