@@ -28,6 +28,8 @@ from runners.config import ConfigError, register_configs
 
 register_configs()
 log = logging.getLogger("run")
+#: Set when a job starts in this process; an exception before that is about the command line.
+_job_started = False
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -36,6 +38,8 @@ def main(cfg: DictConfig) -> float | None:
     from runners.images import DataError
     from runners.job import JobContext, run_job
 
+    global _job_started
+    _job_started = True
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     context = JobContext(
@@ -70,9 +74,6 @@ def main(cfg: DictConfig) -> float | None:
 
 def cli() -> int:
     """Run ``main`` and return the exit status; composition errors become one line."""
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
     from runners.hydra_errors import config_error
     from runners.sweep_outcome import exit_status
 
@@ -84,8 +85,13 @@ def cli() -> int:
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         main()
-    except (ConfigError, HydraException, OmegaConfBaseException) as err:
-        print(f"error: {config_error(err)}", file=sys.stderr)
+    except Exception as err:
+        # Before any job started (composing the config) or a job's own ConfigError: the
+        # command is wrong. After a job started, anything else is a crash: show it all.
+        if _job_started and not isinstance(err, ConfigError):
+            raise
+        overrides = [a for a in sys.argv[1:] if not a.startswith("-")]
+        print(f"error: {config_error(err, overrides)}", file=sys.stderr)
         return 2
     return exit_status()
 

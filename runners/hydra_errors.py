@@ -9,6 +9,7 @@ keeps exactly that.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Sequence
 
 from hydra.errors import MissingConfigException, OverrideParseException
 from omegaconf.errors import OmegaConfBaseException
@@ -44,8 +45,12 @@ def _omegaconf(err: OmegaConfBaseException, override: str | None) -> ConfigError
     return ConfigError(f"{key}: {message}{where}" if key else f"{message}{where}")
 
 
-def config_error(err: BaseException) -> ConfigError:
-    """``err`` (a Hydra or OmegaConf exception, or a ConfigError) as one :class:`ConfigError`."""
+def config_error(err: BaseException, overrides: Sequence[str] = ()) -> ConfigError:
+    """``err``, raised while composing the config from ``overrides``, as one :class:`ConfigError`.
+
+    Hydra and OmegaConf errors name their key; anything else Hydra lets through (a plain
+    ``ValueError`` for ``data=0``, say) is shown with the overrides it came from.
+    """
     if isinstance(err, ConfigError):
         return err
     if isinstance(err, MissingConfigException):
@@ -63,4 +68,5 @@ def config_error(err: BaseException) -> ConfigError:
         return _omegaconf(cause, override)
     if isinstance(err, OmegaConfBaseException):
         return _omegaconf(err, None)
-    return ConfigError(_first_line(str(err)) or type(err).__name__)
+    shown = f" (overrides: {' '.join(overrides)})" if overrides else ""
+    return ConfigError(f"{_first_line(str(err)) or type(err).__name__}{shown}")

@@ -90,7 +90,6 @@ def compose(overrides: Sequence[str] = (), config_dir: Path = CONF_DIR) -> DictC
     """The job config for ``overrides``, composed as ``run.py`` would and preflight-checked."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
-    from hydra.errors import HydraException
 
     from runners.config import register_configs
 
@@ -98,7 +97,7 @@ def compose(overrides: Sequence[str] = (), config_dir: Path = CONF_DIR) -> DictC
     try:
         with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
             cfg = hydra_compose(config_name="config", overrides=list(overrides))
-    except (HydraException, OmegaConfBaseException) as err:
-        raise config_error(err) from None
+    except Exception as err:  # composing is parsing user input: every failure is a config error
+        raise config_error(err, overrides) from None
     preflight(cfg)
     return cfg
