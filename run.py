@@ -28,8 +28,6 @@ from runners.config import ConfigError, register_configs
 
 register_configs()
 log = logging.getLogger("run")
-#: Set when a job starts in this process; an exception before that is about the command line.
-_job_started = False
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -37,9 +35,9 @@ def main(cfg: DictConfig) -> float | None:
     from runners.divergence import DivergedError
     from runners.images import DataError
     from runners.job import JobContext, run_job
+    from runners.sweep_outcome import mark_started
 
-    global _job_started
-    _job_started = True
+    mark_started()
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     context = JobContext(
@@ -56,13 +54,13 @@ def main(cfg: DictConfig) -> float | None:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     except Exception as err:
+        expected = isinstance(err, DivergedError | DataError)  # no traceback needed for these
         kind = "diverged" if isinstance(err, DivergedError) else "failed"
         text = DataError.one_line(err) if isinstance(err, DataError) else str(err)
-        print(f"{kind}: {context.job_dir}: {text}", file=sys.stderr)
-        if not multirun and not isinstance(err, DivergedError | DataError):
+        if not multirun and not expected:
             raise  # an unexpected crash of a single run: show the traceback
-        expected = isinstance(err, DivergedError | DataError)  # no traceback needed for these
         log.error("job %s %s: %s", context.job_dir, kind, text, exc_info=not expected)
+        print(f"{kind}: {context.job_dir}: {text}", file=sys.stderr)
         if not multirun:
             sys.exit(1)
         return None  # the sweep goes on; the results callback sets the exit status
@@ -74,8 +72,8 @@ def main(cfg: DictConfig) -> float | None:
 
 def cli() -> int:
     """Run ``main`` and return the exit status; composition errors become one line."""
-    from runners.hydra_errors import config_error
-    from runners.sweep_outcome import exit_status
+    from runners.hydra_errors import config_error, is_config_error
+    from runners.sweep_outcome import exit_status, started
 
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
         main()  # the user asked for Hydra's full tracebacks
@@ -86,9 +84,9 @@ def cli() -> int:
     try:
         main()
     except Exception as err:
-        # Before any job started (composing the config) or a job's own ConfigError: the
-        # command is wrong. After a job started, anything else is a crash: show it all.
-        if _job_started and not isinstance(err, ConfigError):
+        # Composing the config, or a job's own ConfigError: the command is wrong. Once jobs
+        # have started, anything else is a crash: show it all.
+        if started() and not is_config_error(err):
             raise
         overrides = [a for a in sys.argv[1:] if not a.startswith("-")]
         print(f"error: {config_error(err, overrides)}", file=sys.stderr)

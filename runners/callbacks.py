@@ -29,21 +29,27 @@ class ResultsTableCallback(Callback):
         self._before: sweep_outcome.Snapshot = {}
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_outcome.mark_started()
         self._before = sweep_outcome.snapshot(Path(config.hydra.sweep.dir).resolve())
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from reports import write_results
 
         sweep_dir = Path(config.hydra.sweep.dir).resolve()
+        sweep_outcome.summarize(sweep_dir, self._before)
         report = config.get("report", {})
-        path = write_results(
-            [sweep_dir],
-            out=sweep_dir / report.get("out", "RESULTS.md"),
-            rows=report.get("rows", "regularizer"),
-            columns=report.get("columns", "batch"),
-            metrics=list(report.get("metrics", ["top1", "top5"])),
-            title=f"Study `{config.get('study', sweep_dir.name)}`",
-        )
+        try:
+            path = write_results(
+                [sweep_dir],
+                out=sweep_dir / report.get("out", "RESULTS.md"),
+                rows=report.get("rows", "regularizer"),
+                columns=report.get("columns", "batch"),
+                metrics=list(report.get("metrics", ["top1", "top5"])),
+                title=f"Study `{config.get('study', sweep_dir.name)}`",
+            )
+        except Exception:  # the records are safe; the table can be made with python -m reports
+            log.exception("could not write the results table of %s", sweep_dir)
+            sweep_outcome.fail()
+            return
         log.info("results table: %s", path)
         print(f"results: {path}")
-        sweep_outcome.summarize(sweep_dir, self._before)

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Sequence
+from pathlib import Path
 
-from hydra.errors import MissingConfigException, OverrideParseException
+from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 from omegaconf.errors import OmegaConfBaseException
 
 from runners.config import ConfigError
 
-__all__ = ["config_error"]
+__all__ = ["config_error", "is_config_error"]
 
 
 def _first_line(text: str) -> str:
@@ -43,6 +44,17 @@ def _omegaconf(err: OmegaConfBaseException, override: str | None) -> ConfigError
     if "is not in struct" in message or "not in '" in message:
         return ConfigError(f"{key}: no such key{where}; `python run.py --cfg job` lists the keys")
     return ConfigError(f"{key}: {message}{where}" if key else f"{message}{where}")
+
+
+def is_config_error(err: BaseException) -> bool:
+    """Whether ``err`` is about the config: the project's, Hydra's or OmegaConf's error type,
+    or anything raised from inside Hydra's own package (it parses the command line)."""
+    if isinstance(err, ConfigError | HydraException | OmegaConfBaseException):
+        return True
+    tb = err.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and "hydra" in Path(tb.tb_frame.f_code.co_filename).parts
 
 
 def config_error(err: BaseException, overrides: Sequence[str] = ()) -> ConfigError:

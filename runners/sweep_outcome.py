@@ -21,7 +21,7 @@ from pathlib import Path
 
 from runners.record import RECORD_NAME, RunRecord, load_record
 
-__all__ = ["EXIT_FAILED", "exit_status", "snapshot", "summarize"]
+__all__ = ["EXIT_FAILED", "exit_status", "fail", "mark_started", "snapshot", "started", "summarize"]
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 EXIT_FAILED = 1
 
 _status = 0
+_started = False
 
 Snapshot = dict[Path, tuple[int, int]]
 
@@ -66,6 +67,23 @@ def summarize(sweep_dir: str | os.PathLike[str], before: Snapshot) -> list[RunRe
         lines += [f"  {r.status}: {r.job_dir}: {r.error}" for r in bad]
         log.error("\n".join(lines))
     return records
+
+
+def mark_started() -> None:
+    """Note that composing is over and jobs are starting (a job, or a multirun's sweep)."""
+    global _started
+    _started = True
+
+
+def started() -> bool:
+    """Whether :func:`mark_started` was called in this process."""
+    return _started
+
+
+def fail() -> None:
+    """Make :func:`exit_status` say that something went wrong."""
+    global _status
+    _status = EXIT_FAILED
 
 
 def exit_status() -> int:

@@ -151,3 +151,22 @@ def test_random_overrides_build_or_fail_with_one_config_error(data_cache, pairs)
     except ConfigError as err:
         message = str(err)
         assert message and "\n" not in message, message
+
+
+def test_errors_from_inside_hydra_count_as_config_errors_and_crashes_do_not():
+    from runners.hydra_errors import is_config_error
+
+    def raise_from(module_file: str) -> BaseException:
+        code = compile("raise ValueError('x')", module_file, "exec")
+        try:
+            exec(code)
+        except ValueError as err:
+            return err
+        raise AssertionError("not raised")
+
+    assert is_config_error(raise_from("/venv/site-packages/hydra/_internal/defaults_list.py"))
+    assert not is_config_error(raise_from("/venv/site-packages/torch/nn/modules/conv.py"))
+    assert not is_config_error(
+        raise_from("/venv/site-packages/hydra_plugins/hydra_joblib_launcher/joblib_launcher.py")
+    )
+    assert is_config_error(ConfigError("batch must be >= 1, got 0"))
