@@ -2,8 +2,9 @@
 
 :func:`preflight` runs :func:`runners.config.validate` (rules on values) and then the checks
 that need more than the config: interpolations resolve, the requested device exists, the data
-directory is there, the backbone accepts its ``kwargs``, and every DropBlock block fits at
-least one feature map where it is placed. Each failure is a :class:`ConfigError` with one line
+directory is there, the backbone accepts its ``kwargs``, and no DropBlock block is larger than
+every feature map of the backbone. A block larger only than the maps of its own group is
+clamped by the layer (SpatialDropout, as the paper's block 7 on 7x7 maps) and logged. Each failure is a :class:`ConfigError` with one line
 naming the key and the value.
 
 :func:`compose` is the same path from a list of overrides (Hydra's compose API plus
@@ -12,6 +13,7 @@ preflight), with Hydra's own composition errors turned into :class:`ConfigError`
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,8 @@ from runners.config import ConfigError, resolved_container, validate
 from runners.hydra_errors import config_error
 
 __all__ = ["CONF_DIR", "compose", "preflight"]
+
+log = logging.getLogger(__name__)
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
@@ -54,19 +58,30 @@ def _check_backbone_and_blocks(cfg: Any) -> None:
         ) from None
     if cfg.regularizer.name not in ("dropblock", "dropblock_cbn"):
         return
+    largest = max(max(h, w) for sides in maps.values() for h, w in sides)
     for group, settings in cfg.regularizer.groups.items():
         effective = effective_group_settings(settings)
         if effective["p"] <= 0 or effective["size_mode"] != "abs":
             continue  # nothing placed, or a fraction of the map, which always fits
         sides = maps[int(group)]
         block = effective["block_size"]
-        if all(block > max(h, w) for h, w in sides):
-            key = "dropblock_size_abs" if settings.dropblock_size_abs is not None else "block_size"
-            shown = ", ".join(f"{h}x{w}" for h, w in sides)
+        if not all(block > max(h, w) for h, w in sides):
+            continue
+        key = "dropblock_size_abs" if settings.dropblock_size_abs is not None else "block_size"
+        shown = ", ".join(f"{h}x{w}" for h, w in sides)
+        where = f"for backbone {name} at data.image_size={size}"
+        if block > largest:
             raise ConfigError(
                 f"regularizer.groups.{group}.{key}={block} is larger than every feature map of "
-                f"group {group} ({shown} for backbone {name} at data.image_size={size})"
+                f"the backbone (the largest is {largest}x{largest} {where})"
             )
+        # The layer clamps the block to the map (a whole-map block drops whole channels, as the
+        # paper's block 7 does on ResNet-50's 7x7 group 4), so this runs; say so once.
+        log.warning(
+            "regularizer.groups.%s.%s=%s is larger than every feature map of group %s (%s %s): "
+            "clamped to the map, so it drops whole channels (SpatialDropout)",
+            group, key, block, group, shown, where,
+        )  # fmt: skip
 
 
 def preflight(cfg: DictConfig) -> None:

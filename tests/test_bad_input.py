@@ -48,8 +48,8 @@ def _error_line(stderr: str) -> str:
         ),
         (["optim.base_lr=inf"], "optim.base_lr must be > 0 and finite, got inf"),
         (
-            ["regularizer=dropblock", "regularizer.groups.4.block_size=5"],
-            "regularizer.groups.4.block_size=5 is larger than every feature map of group 4 (4x4 for backbone tinyresnet at data.image_size=32)",
+            ["regularizer=dropblock", "regularizer.groups.3.block_size=33"],
+            "regularizer.groups.3.block_size=33 is larger than every feature map of the backbone (the largest is 32x32 for backbone tinyresnet at data.image_size=32)",
         ),
         (["+force=true"], "force is already in the config: set it without '+'"),
     ],
@@ -63,9 +63,14 @@ def test_bad_config_is_one_line_exit_2_and_no_record(tmp_path, data_cache, overr
     assert not (job / "run.json").exists()
 
 
-def test_block_as_large_as_the_map_is_allowed(make_cfg):
-    # 4x4 maps in group 4 at 32x32: a 4x4 block drops whole channels (SpatialDropout), on purpose.
-    compose(["regularizer=dropblock", "regularizer.groups.4.block_size=4", *TINY])
+@pytest.mark.parametrize("block", [4, 7, 32])
+def test_block_larger_than_its_groups_maps_is_clamped_and_logged(caplog, block):
+    # tinyresnet at 32x32 has 4x4 maps in group 4: the default study's block 7 (the paper's) is
+    # clamped to the map and drops whole channels (SpatialDropout), as block 7 does on ResNet-50's
+    # 7x7 group 4. Only a block larger than every map of the backbone is an error.
+    compose(["regularizer=dropblock", f"regularizer.groups.4.block_size={block}", *TINY])
+    clamped = [r.getMessage() for r in caplog.records if "clamped" in r.getMessage()]
+    assert len(clamped) == (block > 4)
 
 
 def test_missing_dataset_directory_names_it(tmp_path):
