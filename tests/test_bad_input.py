@@ -36,7 +36,6 @@ def _error_line(stderr: str) -> str:
             ["data=imagenet"],
             "data must be one of imagefolder, synthetic (conf/data/), got 'imagenet'",
         ),
-        (["data.crop=center"], "data.crop must be one of pad, resized, got 'center'"),
         (["batchh=32"], "batchh: no such key"),
         (
             ["batch=abc"],
@@ -46,7 +45,6 @@ def _error_line(stderr: str) -> str:
             ["regularizer=dropout", "regularizer.groups.4.p=1.5"],
             "regularizer.groups.4.p must be in [0.0, 1.0), got 1.5",
         ),
-        (["optim.base_lr=inf"], "optim.base_lr must be > 0 and finite, got inf"),
         (
             ["regularizer=dropblock", "regularizer.groups.3.block_size=33"],
             "regularizer.groups.3.block_size=33 is larger than every feature map of the backbone (the largest is 32x32 for backbone tinyresnet at data.image_size=32)",
@@ -71,6 +69,35 @@ def test_block_larger_than_its_groups_maps_is_clamped_and_logged(caplog, block):
     compose(["regularizer=dropblock", f"regularizer.groups.4.block_size={block}", *TINY])
     clamped = [r.getMessage() for r in caplog.records if "clamped" in r.getMessage()]
     assert len(clamped) == (block > 4)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["data.crop=center"], "data.crop must be one of pad, resized, got 'center'"),
+        (["optim.base_lr=inf"], "optim.base_lr must be > 0 and finite, got inf"),
+        (["optim.base_lr=nan"], "optim.base_lr must be > 0 and finite, got nan"),
+        (
+            ["regularizer=dropout", "regularizer.groups.3.p=nan"],
+            "regularizer.groups.3.p must be in",
+        ),
+        (["data.mean=[0.5,nan,0.5]"], "data.mean and data.std need 3 values"),
+        (
+            ["device=cuda"] if not __import__("torch").cuda.is_available() else ["device=gpu"],
+            "device",
+        ),
+        (
+            ["+backbone.kwargs.foo=1"],
+            "backbone 'tinyresnet' cannot be built with backbone.kwargs={'foo': 1}",
+        ),
+        (["data=0"], "Config group override must be a string or a list. Got int (overrides:"),
+    ],
+)
+def test_same_errors_from_the_config_layer(overrides, message):
+    # The CLI cases above show the path to the terminal; these check more rules in-process.
+    with pytest.raises(ConfigError) as info:
+        compose([*TINY, *overrides])
+    assert message in str(info.value) and "\n" not in str(info.value)
 
 
 def test_missing_dataset_directory_names_it(tmp_path):
@@ -144,7 +171,7 @@ VALUES = [
 
 
 @settings(
-    max_examples=25,
+    max_examples=20,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
