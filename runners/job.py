@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 
 from runners.config import config_hash, resolved_container, validate
 from runners.environment import code_version, package_versions, resolve_device
+from runners.optuna_trial import trial_from_env
 from runners.record import RECORD_NAME, RunRecord
 from runners.tracking import create_tracker
 
@@ -56,6 +57,8 @@ def run_job(cfg: DictConfig, context: JobContext) -> RunRecord:
     from runners.train import fit  # torch-heavy; keeps `run.py --help` fast
 
     validate(cfg)
+    # The Optuna trial this job is, when the Optuna sweeper launched it (else None).
+    trial = trial_from_env()
     device = resolve_device(str(getattr(cfg.device, "value", cfg.device)))
     config = resolved_container(cfg)
     job_dir = Path(context.job_dir)
@@ -82,15 +85,21 @@ def run_job(cfg: DictConfig, context: JobContext) -> RunRecord:
         job_dir=job_dir,
         run_name=context.run_name,
         group=cfg.study,
-        tags=_tags(config),
+        tags=_tags(config) + (trial.tags if trial else []),
         config=config,
     )
+
+    def on_epoch_end(r: RunRecord) -> None:
+        r.write(job_dir)
+        if trial is not None:
+            trial.report(r)  # may raise PrunedByOptuna (run_status "pruned")
+
     start = time.perf_counter()
     try:
-        fit(cfg, record, tracker, device, on_epoch_end=lambda r: r.write(job_dir))
+        fit(cfg, record, tracker, device, on_epoch_end=on_epoch_end)
         record.status = "completed"
     except BaseException as err:
-        record.status = "failed"
+        record.status = getattr(err, "run_status", "failed")
         record.error = f"{type(err).__name__}: {err}"
         record.traceback = traceback.format_exc()
         raise
