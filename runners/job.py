@@ -1,7 +1,8 @@
 """The job wrapper: validate, record ``running``, fit, record the outcome, finish tracking.
 
 Whatever happens inside training, ``run.json`` ends with the true status (``completed``, or
-``failed`` with the error and traceback) and the W&B run is finished (with a non-zero exit code
+``failed`` with the error and traceback, or the ``run_status`` an exception carries, such as
+``pruned`` from an Optuna trial, ``runners.optuna_trial``) and the W&B run is finished (with a non-zero exit code
 on failure), then the exception is re-raised. A config error is raised before anything is
 written, so a bad command leaves no record behind.
 """

@@ -223,16 +223,25 @@ class OptunaSweep:
                 f"++hydra.job.env_set.{ENV_TRIAL_ID}={trial._trial_id}",
             ]
             started = time.time()
-            result: JobReturn | None = None
             try:
                 with _Heartbeat(study._storage, trial._trial_id):
                     (result,) = self.launcher.launch([job], initial_job_idx=trial.number)
-            except BaseException as err:  # SystemExit (config error), KeyboardInterrupt
+            except SystemExit as err:
+                # run.py exits with status 2 when a config is rejected (a sampled value out of
+                # range); the trial fails and the study goes on.
+                result = None
+                error = (
+                    f"the job exited with status {err.code} (its config was rejected; see the log)"
+                )
+            except BaseException as err:  # KeyboardInterrupt: fail the trial, stop the worker
                 trial.set_user_attr("error", f"{type(err).__name__}: {err}")
                 study.tell(trial, state=TrialState.FAIL)
                 raise
-            returns.append(result)
-            state, value, error = self._outcome(job_dir, started, result, settings)
+            if result is None:
+                state, value = TrialState.FAIL, None
+            else:
+                returns.append(result)
+                state, value, error = self._outcome(job_dir, started, result, settings)
             if error:
                 trial.set_user_attr("error", error)
             study.tell(trial, value, state=state)

@@ -100,3 +100,11 @@ def test_bad_storage_and_pruner_name_the_key():
         StudySettings.resolve_storage("optuna.db", Path("/s"))
     with pytest.raises(ValueError, match=r"hydra.sweeper.pruner.name must be one of .* 'meadian'"):
         StudySettings("s", "sqlite:///x.db", pruner={"name": "meadian"})
+
+
+def test_hydra_discovers_the_sweeper_plugin():
+    from hydra.core.plugins import Plugins
+    from hydra.plugins.sweeper import Sweeper
+
+    names = [f"{p.__module__}.{p.__name__}" for p in Plugins.instance().discover(Sweeper)]
+    assert "hydra_plugins.harness_optuna_sweeper.optuna_sweeper.HarnessOptunaSweeper" in names

@@ -130,7 +130,8 @@ PRUNE_CASE = """\
 # @package _global_
 # Built to be pruned, scored by validation loss (minimised): the good trial runs first; then
 # lr 30 ends epoch 1 at about twice its loss (4.5 against 2.3 on these images), below the median
-# of one finished trial, so it is pruned; lr 1e6 makes the loss NaN at epoch 1.
+# of one finished trial, so it is pruned; lr -1 is rejected by the config check (the trial fails,
+# does not count towards n_trials, and the study goes on); lr 1e6 makes the loss NaN at epoch 1.
 defaults:
   - override /hydra/sweeper: harness_optuna
 study: prune_case
@@ -142,10 +143,11 @@ hydra:
     metric: loss
     pruner: {name: median, n_startup_trials: 1, n_warmup_steps: 0}
     params:
-      optim.base_lr: choice(0.0001, 30.0, 1000000.0)
+      optim.base_lr: choice(0.0001, 30.0, -1.0, 1000000.0)
     enqueue:
       - {optim.base_lr: 0.0001}
       - {optim.base_lr: 30.0}
+      - {optim.base_lr: -1.0}
       - {optim.base_lr: 1000000.0}
 """
 
@@ -160,8 +162,12 @@ def test_a_case_built_to_be_pruned_is_pruned(tmp_path, data_cache):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     trials = sorted(_load(study_dir).get_trials(), key=lambda t: t.number)
-    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.PRUNED, TrialState.PRUNED]
-    records = [load_record(study_dir / f"trial_{t.number:04d}") for t in trials]
+    assert [t.state for t in trials] == [
+        TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.PRUNED,
+    ]  # fmt: skip
+    assert "config was rejected" in trials[2].user_attrs["error"]
+    assert "optim.base_lr must be > 0, got -1.0" in result.stderr
+    records = [load_record(study_dir / f"trial_{t.number:04d}") for t in trials if t.number != 2]
     assert [r.status for r in records] == ["completed", "pruned", "pruned"]
     assert [len(r.epochs) for r in records] == [2, 1, 1], "a pruned job stops early"
     assert "pruned by the median pruner at epoch 1" in records[1].error
@@ -171,7 +177,7 @@ def test_a_case_built_to_be_pruned_is_pruned(tmp_path, data_cache):
     # Every trial is an ordinary run: a W&B run grouped by study, tagged with its trial.
     runs = [read_offline_run(p) for p in find_offline_runs(study_dir)]
     trial_tags = sorted(tag for r in runs for tag in r.tags if tag.startswith("trial="))
-    assert trial_tags == ["trial=0", "trial=1", "trial=2"]
+    assert trial_tags == ["trial=0", "trial=1", "trial=3"]
     assert all(r.group == "prune_case" for r in runs)
 
 
@@ -183,3 +189,16 @@ def test_bad_search_space_is_one_clear_error(tmp_path, data_cache):
     assert "regularizer.groups.4.p='interval(0.5,0.1)'" in result.stderr
     assert "low <= high" in result.stderr
     assert not list((tmp_path / "bad").glob("trial_*"))
+
+
+def test_python_m_reports_rewrites_the_study_summary(study6):
+    study_dir, _, _ = study6
+    for name in ("TRIALS.md", "best_overrides.txt", "contour.png"):
+        (study_dir / name).unlink()
+    result = subprocess.run(
+        [sys.executable, "-m", "reports", str(study_dir)], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert str(study_dir / "TRIALS.md") in result.stdout
+    for name in ("TRIALS.md", "best_overrides.txt", "contour.png", "RESULTS.md"):
+        assert (study_dir / name).is_file(), name
