@@ -63,6 +63,15 @@ def _epochs_run(trial: Any) -> int | None:
     return len(trial.intermediate_values) or None
 
 
+def _task(trials: list[Any]) -> str:
+    """The task of the study's runs (``task.name`` of the first trial with a run record)."""
+    for trial in trials:
+        path = Path(trial.user_attrs.get("job_dir", "")) / RECORD_NAME
+        if path.is_file():
+            return load_record(path).config.get("task", {}).get("name", "")
+    return ""
+
+
 def _trials_table(study: Any, settings: StudySettings, metric: str, best: Any) -> str:
     trials = study.get_trials(deepcopy=False)
     names = list(dict.fromkeys(name for t in trials for name in t.params))
@@ -166,16 +175,7 @@ def write_study_summary(study_dir: str | os.PathLike[str]) -> Path:
     best = None
     if finite:
         best = (max if settings.maximize else min)(finite, key=lambda t: t.value)
-    first_task = next(
-        (
-            load_record(Path(t.user_attrs["job_dir"])).config.get("task", {}).get("name", "")
-            for t in finite[:1]
-            if (Path(t.user_attrs.get("job_dir", "/nonexistent")) / RECORD_NAME).is_file()
-        ),
-        "",
-    )
-    metric = objective_metric(settings.metric, first_task)
-
+    metric = objective_metric(settings.metric, _task(finite))
     if best is not None:
         overrides = list(best.user_attrs.get("overrides", []))
         _write(study_dir / BEST_LINE, " ".join(overrides) + "\n")

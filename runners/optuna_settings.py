@@ -18,7 +18,6 @@ Optuna is imported inside the functions, so reading the settings stays light.
 from __future__ import annotations
 
 import json
-import math
 import os
 import tempfile
 import time
@@ -186,12 +185,6 @@ class StudySettings:
             direction="maximize" if self.maximize else "minimize",
             load_if_exists=True,
         )
-
-    def score(self, value: float | None) -> float | None:
-        """``value`` if it can be a trial's result (finite), else ``None``."""
-        if value is None or not math.isfinite(value):
-            return None
-        return float(value)
 
     def write(self, study_dir: Path) -> Path:
         """Write ``optuna_study.json`` into ``study_dir`` atomically; returns its path."""

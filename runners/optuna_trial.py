@@ -51,6 +51,8 @@ class TrialReporter:
     def report(self, record: RunRecord) -> None:
         """Report the last epoch's metric; raise :class:`PrunedByOptuna` to stop the job."""
         epoch = record.epochs[-1]
+        if not epoch.metrics:
+            return  # an epoch that was not evaluated has nothing to report
         task = record.config.get("task", {}).get("name", "classify")
         metric = objective_metric(self.settings.metric, task)
         if metric not in epoch.metrics:
