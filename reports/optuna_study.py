@@ -84,7 +84,7 @@ def _trials_table(study: Any, settings: StudySettings, metric: str, best: Any) -
         f"{len(trials)} trials ({', '.join(f'{n} {s}' for s, n in sorted(counts.items()))}); "
         f"objective: {'maximize' if settings.maximize else 'minimize'} validation {metric} "
         f"after the last epoch; pruner: {settings.pruner['name']}; "
-        f"storage: `{settings.storage}` (`optuna-dashboard {settings.dashboard_target()}`).",
+        f"storage: `{settings.display()}` (`optuna-dashboard <storage>`).",
         "",
     ]
     if best is not None:

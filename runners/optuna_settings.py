@@ -7,8 +7,8 @@ the same pruner, and ``python -m reports <study dir>`` reads it to find the stud
 Storage specs (``hydra.sweeper.storage``):
 
 - ``null`` (default): the SQLite file ``optuna.db`` in the study directory; nothing to install;
-- any SQLAlchemy URL Optuna accepts: ``sqlite:///path.db``, ``postgresql://user@host/db`` (needs
-  a driver such as psycopg2), ``mysql+pymysql://...``;
+- any SQLAlchemy URL Optuna accepts: ``sqlite:///path.db``, ``postgresql+psycopg://user@host/db``
+  (``pip install -e '.[postgres]'``), ``mysql+pymysql://...``;
 - ``journal`` (``optuna.journal`` in the study directory), or ``journal:<path>``: Optuna's journal
   file, for shared file systems (NFS) where SQLite's locking does not work.
 
@@ -111,9 +111,14 @@ class StudySettings:
             return self.metric not in _LOWER_IS_BETTER
         return self.direction == "maximize"
 
-    def dashboard_target(self) -> str:
-        """What to give ``optuna-dashboard`` to open this study."""
-        return self.storage.removeprefix("journal:")
+    def display(self) -> str:
+        """The storage with any password hidden, as ``optuna-dashboard`` takes it (a journal is
+        given as its file path)."""
+        if self.storage.startswith("journal:"):
+            return self.storage.removeprefix("journal:")
+        from sqlalchemy.engine import make_url
+
+        return make_url(self.storage).render_as_string(hide_password=True)
 
     def open_storage(self) -> Any:
         """The Optuna storage (an RDB with heartbeats, or a journal file)."""

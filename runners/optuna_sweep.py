@@ -148,10 +148,10 @@ class OptunaSweep:
             study.enqueue_trial(dict(params), skip_if_exists=True)
         log.info(
             "Optuna study %r in %s: %d trials, %s %s, pruner %s; dashboard: optuna-dashboard %s",
-            settings.study_name, settings.storage, settings.n_trials,
+            settings.study_name, settings.display(), settings.n_trials,
             "maximize" if settings.maximize else "minimize",
             objective_metric(settings.metric, str(self.config.task.name)),
-            settings.pruner["name"], settings.dashboard_target(),
+            settings.pruner["name"], settings.display(),
         )  # fmt: skip
 
         worker = int(os.environ.get(ENV_WORKER, "0"))

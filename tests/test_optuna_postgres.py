@@ -41,7 +41,9 @@ def _free_port() -> int:
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A throwaway PostgreSQL cluster on 127.0.0.1 (trust auth), stopped and removed after."""
-    pytest.importorskip("psycopg2", reason="no PostgreSQL driver: pip install -e '.[postgres]'")
+    pytest.importorskip(
+        "psycopg", reason="no PostgreSQL driver (psycopg 3): pip install -e '.[postgres]'"
+    )
     initdb, pg_ctl = _server_binary("initdb"), _server_binary("pg_ctl")
     if not (initdb and pg_ctl):
         pytest.skip(
@@ -67,7 +69,7 @@ def postgres_url() -> Iterator[str]:
     options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off"
     run(pg_ctl, "-D", str(data), "-l", str(base / "server.log"), "-o", options, "-w", "start")
     try:
-        yield f"postgresql://{user}@127.0.0.1:{port}/postgres"
+        yield f"postgresql+psycopg://{user}@127.0.0.1:{port}/postgres"
     finally:
         subprocess.run(
             [*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "stop"],
