@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -42,8 +43,10 @@ def is_study_dir(path: str | os.PathLike[str]) -> bool:
 
 
 def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
+    """Atomic, with a temporary name of its own: workers on one study may write at once."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
     os.replace(tmp, path)
 
 
@@ -152,7 +155,10 @@ def _plots(study: Any, study_dir: Path, metric: str) -> list[str]:
                 warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental
                 axes = draw()
             figure = (axes.flat[0] if hasattr(axes, "flat") else axes).get_figure()
-            figure.savefig(study_dir / filename, dpi=100, bbox_inches="tight")
+            fd, tmp = tempfile.mkstemp(prefix=f".{filename}.", suffix=".png", dir=study_dir)
+            os.close(fd)
+            figure.savefig(tmp, dpi=100, bbox_inches="tight")
+            os.replace(tmp, study_dir / filename)
             plt.close(figure)
         except Exception as err:  # too few complete trials for importances, and the like
             notes.append(f"{filename}: not drawn ({type(err).__name__}: {err})")

@@ -108,3 +108,28 @@ def test_hydra_discovers_the_sweeper_plugin():
 
     names = [f"{p.__module__}.{p.__name__}" for p in Plugins.instance().discover(Sweeper)]
     assert "hydra_plugins.harness_optuna_sweeper.optuna_sweeper.HarnessOptunaSweeper" in names
+
+
+@pytest.mark.parametrize(
+    ("pruner", "expected"),
+    [
+        ({"name": "median", "n_startup_trials": 2}, "MedianPruner"),
+        ({"name": "hyperband", "min_resource": 1, "reduction_factor": 3}, "HyperbandPruner"),
+        ({"name": "none"}, "NopPruner"),
+    ],
+)
+def test_pruners_by_name(pruner, expected):
+    settings = StudySettings("s", "sqlite:///x.db", pruner=pruner)
+    assert type(settings.make_pruner()).__name__ == expected
+
+
+def test_a_journal_file_holds_a_study(tmp_path):
+    from optuna.trial import TrialState
+
+    settings = StudySettings("s", StudySettings.resolve_storage("journal", tmp_path))
+    study = settings.load_study()
+    trial = study.ask({"x": FloatDistribution(0, 1)})
+    study.tell(trial, 1.0)
+    again = StudySettings.read(settings.write(tmp_path)).load_study()
+    assert [t.state for t in again.trials] == [TrialState.COMPLETE]
+    assert (tmp_path / "optuna.journal").is_file()
