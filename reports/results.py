@@ -20,7 +20,15 @@ __all__ = ["render_results", "write_results"]
 
 #: Keys that define a comparable setting: runs differing here never share a table.
 SETTING_KEYS = ("task", "data", "backbone", "epochs")
-METRIC_TITLES = {"top1": "Top-1 (%)", "top5": "Top-5 (%)", "loss": "validation loss"}
+METRIC_TITLES = {
+    "top1": "Top-1 (%)",
+    "top5": "Top-5 (%)",
+    "loss": "validation loss",
+    "AP": "AP (COCO, %)",
+    "AP50": "AP50 (%)",
+}
+#: What a detection setting tabulates, whatever ``metrics`` says for classification.
+DETECTION_TABLE_METRICS = ("AP", "AP50")
 
 
 def render_results(
@@ -45,7 +53,8 @@ def render_results(
     for setting, group in done.groupby(list(SETTING_KEYS), dropna=False, sort=True):
         described = ", ".join(f"{k}={v}" for k, v in zip(SETTING_KEYS, setting, strict=True))
         lines += [f"## {described}", ""]
-        for metric in metrics:
+        task = setting[SETTING_KEYS.index("task")]
+        for metric in DETECTION_TABLE_METRICS if task == "detect" else metrics:
             table = pivot_metric(group, rows, columns, metric)
             lines += [f"### {METRIC_TITLES.get(metric, metric)}", "", table.to_markdown(), ""]
     if not left_out.empty:
