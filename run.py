@@ -55,8 +55,11 @@ def main(cfg: DictConfig) -> float | None:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     except Exception as err:
-        expected = isinstance(err, DivergedError | DataError)  # no traceback needed for these
-        kind = "diverged" if isinstance(err, DivergedError) else "failed"
+        # ``pruned`` (an Optuna trial stopped by its pruner) carries its status on the exception.
+        kind = (
+            "diverged" if isinstance(err, DivergedError) else getattr(err, "run_status", "failed")
+        )
+        expected = isinstance(err, DivergedError | DataError) or kind == "pruned"
         text = DataError.one_line(err) if isinstance(err, DataError) else str(err)
         if not multirun and not expected:
             raise  # an unexpected crash of a single run: show the traceback

@@ -1,4 +1,7 @@
-"""``python -m reports PATH... [--rows regularizer] [--columns batch] [--metric top1] [--out F]``."""
+"""``python -m reports PATH... [--rows regularizer] [--columns batch] [--metric top1] [--out F]``.
+
+A PATH that is an Optuna study directory also gets its study summary (``reports.optuna_study``).
+"""
 
 from __future__ import annotations
 
@@ -23,6 +26,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", help="default: RESULTS.md in the first PATH")
     args = parser.parse_args(argv)
+    # --- Optuna study directories (optuna_study.json): the study summary first (best overrides,
+    # TRIALS.md, plots); RESULTS.md below is then written with this command's layout.
+    from reports.optuna_study import is_study_dir, write_study_summary
+
+    for path in args.paths:
+        if is_study_dir(path):
+            print(write_study_summary(path))
+    # ---
     first = Path(args.paths[0])
     out = Path(args.out) if args.out else (first if first.is_dir() else first.parent) / "RESULTS.md"
     try:

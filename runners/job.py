@@ -1,11 +1,12 @@
 """The job wrapper: check, skip if done, record ``running``, fit, record the outcome, finish tracking.
 
 Whatever happens inside training, ``run.json`` ends with the true status (``completed``;
-``diverged`` when the loss blew up, see ``runners.divergence``; or ``failed`` with the error and
-traceback) and the W&B run is finished (with a non-zero exit code unless completed, and tagged
-``diverged`` when it diverged), then the exception is re-raised. A config error is raised
-before anything is written, so a bad command leaves no record behind. A job whose directory
-already holds a completed run of the same config and code is not run again
+``diverged`` when the loss blew up, see ``runners.divergence``; the ``run_status`` an exception
+carries, ``pruned`` from an Optuna trial, see ``runners.optuna_trial``; or ``failed`` with the
+error and traceback) and the W&B run is finished (with a non-zero exit code unless completed,
+and tagged ``diverged`` when it diverged), then the exception is re-raised. A config error is
+raised before anything is written, so a bad command leaves no record behind. A job whose
+directory already holds a completed run of the same config and code is not run again
 (``runners.skip``; ``force=true`` reruns it).
 """
 
@@ -27,6 +28,7 @@ from runners.config import config_hash, resolved_container
 from runners.divergence import DivergedError, DivergenceGuard
 from runners.environment import code_version, package_versions, resolve_device
 from runners.preflight import preflight
+from runners.optuna_trial import trial_from_env
 from runners.record import RECORD_NAME, RunRecord
 from runners.skip import reusable_record
 from runners.tracking import NullTracker, create_tracker
@@ -74,6 +76,8 @@ def run_job(cfg: DictConfig, context: JobContext) -> RunRecord:
 
     adopt_net_options(cfg, context.overrides)  # backbone=darknet: the cfg's [net] batch
     preflight(cfg)
+    # The Optuna trial this job is, when the Optuna sweeper launched it (else None).
+    trial = trial_from_env()
     device = resolve_device(str(getattr(cfg.device, "value", cfg.device)))
     # torchrun: check the world, join the process group, agree on rank 0's job dir.
     world = distributed.current_world()
@@ -116,7 +120,7 @@ def run_job(cfg: DictConfig, context: JobContext) -> RunRecord:
             job_dir=job_dir,
             run_name=context.run_name,
             group=cfg.study,
-            tags=_tags(config, record.mini_batch),
+            tags=_tags(config, record.mini_batch) + (trial.tags if trial else []),
             config=config,
         )
         if world.main
@@ -124,13 +128,15 @@ def run_job(cfg: DictConfig, context: JobContext) -> RunRecord:
     )
     guard = DivergenceGuard.from_config(cfg.divergence)
 
-    def epoch_end(current: RunRecord) -> None:
+    def on_epoch_end(current: RunRecord) -> None:
         write(current)
         guard.flush()  # losses not yet checked; raises DivergedError after the record is saved
+        if trial is not None and world.main:
+            trial.report(current)  # may raise PrunedByOptuna (run_status "pruned")
 
     start = time.perf_counter()
     try:
-        fit(cfg, record, tracker, device, on_epoch_end=epoch_end, divergence=guard)
+        fit(cfg, record, tracker, device, on_epoch_end=on_epoch_end, divergence=guard)
         record.status = "completed"
     except DivergedError as err:
         record.status = "diverged"
@@ -138,7 +144,7 @@ def run_job(cfg: DictConfig, context: JobContext) -> RunRecord:
         tracker.mark("diverged", str(err))
         raise
     except BaseException as err:
-        record.status = "failed"
+        record.status = getattr(err, "run_status", "failed")
         record.error = f"{type(err).__name__}: {err}"
         record.traceback = traceback.format_exc()
         raise

@@ -59,7 +59,8 @@ def summarize(sweep_dir: str | os.PathLike[str], before: Snapshot) -> list[RunRe
         except ValueError as err:
             log.warning("%s", err)
     counts = Counter(r.status for r in records)
-    bad = [r for r in records if r.status != "completed"]
+    # A pruned trial is the Optuna sweeper's decision, not a fault of the command.
+    bad = [r for r in records if r.status not in ("completed", "pruned")]
     _status = EXIT_FAILED if bad else 0
     if bad:
         shown = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
