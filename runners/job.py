@@ -27,8 +27,8 @@ from runners import distributed
 from runners.config import config_hash, resolved_container
 from runners.divergence import DivergedError, DivergenceGuard
 from runners.environment import code_version, package_versions, resolve_device
-from runners.preflight import preflight
 from runners.optuna_trial import trial_from_env
+from runners.preflight import preflight
 from runners.record import RECORD_NAME, RunRecord
 from runners.skip import reusable_record
 from runners.tracking import NullTracker, create_tracker
