@@ -42,6 +42,7 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
+from runners.config import ConfigError
 from runners.optuna_settings import HEARTBEAT_INTERVAL_S, StudySettings, objective_metric
 from runners.optuna_space import SearchSpace, parse_search_space
 from runners.optuna_trial import ENV_SETTINGS, ENV_TRIAL_ID
@@ -244,6 +245,8 @@ class OptunaSweep:
                 state, value, error = self._outcome(job_dir, started, result, settings)
             if error:
                 trial.set_user_attr("error", error)
+            if state == TrialState.FAIL:
+                print(f"trial {trial.number} failed: {error}", file=sys.stderr)
             study.tell(trial, value, state=state)
             log.info("trial %d: %s %s", trial.number, state.name.lower(), value if value else "")
             failures = failures + 1 if state == TrialState.FAIL else 0
@@ -276,6 +279,8 @@ class OptunaSweep:
             record = load_record(path)
         if record is None:
             error = result._return_value if result.status.name == "FAILED" else None
+            if isinstance(error, ConfigError):  # rejected before anything ran (exit status 2)
+                return TrialState.FAIL, None, f"its config was rejected: {error}"
             return TrialState.FAIL, None, f"no run record was written ({error!r})"
         if record.status == "pruned":
             return TrialState.PRUNED, None, record.error
