@@ -42,6 +42,7 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
+from runners import sweep_outcome
 from runners.config import ConfigError
 from runners.optuna_settings import HEARTBEAT_INTERVAL_S, StudySettings, objective_metric
 from runners.optuna_space import SearchSpace, parse_search_space
@@ -155,6 +156,9 @@ class OptunaSweep:
             settings.pruner["name"], settings.display(),
         )  # fmt: skip
 
+        # A failed trial is recorded by the study; it does not make this command (or a worker
+        # process of it) exit non-zero. Too many in a row stop the worker with an error.
+        sweep_outcome.trials_may_fail()
         worker = int(os.environ.get(ENV_WORKER, "0"))
         helpers = [] if worker else self._start_helpers(n_jobs - 1, study_dir)
         try:
