@@ -160,6 +160,14 @@ class OptunaSweep:
         # process of it) exit non-zero. Too many in a row stop the worker with an error.
         sweep_outcome.trials_may_fail()
         worker = int(os.environ.get(ENV_WORKER, "0"))
+        if n_jobs > 1 and "OMP_NUM_THREADS" not in os.environ:
+            # Share the cores between the workers, as joblib's launcher does: OpenMP threads
+            # that outnumber the cores spin-wait and slow every worker down.
+            import torch
+
+            threads = max(1, (os.cpu_count() or 1) // n_jobs)
+            os.environ["OMP_NUM_THREADS"] = str(threads)  # inherited by the helper processes
+            torch.set_num_threads(threads)
         helpers = [] if worker else self._start_helpers(n_jobs - 1, study_dir)
         try:
             returns = self._work(study, settings, space, study_dir, settings_path, worker)

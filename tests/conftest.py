@@ -8,6 +8,12 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+# One intra-op thread per process (this one and every subprocess it starts): the test jobs are
+# tiny, and several tests run two or more processes at once (Optuna workers, joblib, torchrun),
+# where OpenMP threads spin-waiting for a core another process holds slow everything down many
+# times over. Set before torch is imported, which reads it once.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import torch
 
 # Triton kernels run on the CPU under its interpreter. Triton reads the variable when a kernel is
