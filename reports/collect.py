@@ -14,7 +14,15 @@ import pandas as pd
 
 from runners.record import RECORD_NAME, RunRecord, load_record
 
-__all__ = ["DETECTION_METRICS", "collect_runs", "find_records", "record_row"]
+__all__ = [
+    "DETECTION_METRICS",
+    "collect_runs",
+    "curves_table",
+    "find_records",
+    "load_records",
+    "record_row",
+    "runs_table",
+]
 
 #: COCOeval's twelve bbox numbers, in its order (percent), as ``task=detect`` records them.
 DETECTION_METRICS = (
@@ -25,7 +33,7 @@ DETECTION_METRICS = (
 COLUMNS = [
     "study", "status", "task", "data", "backbone", "regularizer", "batch", "subdivisions",
     "mini_batch", "epochs", "seed", "top1", "top5", "loss", "best_top1", "best_top5",
-    *DETECTION_METRICS, "throughput", "params", "flops", "commit", "dirty", "config_hash", "error", "job_dir",
+    *DETECTION_METRICS, "throughput", "params", "flops", "commit", "dirty", "config_hash", "error", "job_dir", "started_at",
 ]  # fmt: skip
 
 
@@ -71,13 +79,41 @@ def record_row(record: RunRecord) -> dict[str, Any]:
         "config_hash": record.config_hash,
         "error": record.error,
         "job_dir": record.job_dir,
+        "started_at": record.started_at or None,
     }
+
+
+def load_records(paths: Iterable[str | os.PathLike[str]]) -> list[RunRecord]:
+    """Every record under ``paths``, its ``job_dir`` set to where it was found (records move)."""
+    records = []
+    for path in find_records(paths):
+        record = load_record(path)
+        record.job_dir = str(path.parent)
+        records.append(record)
+    return records
+
+
+#: Integer columns, kept integer (nullable) when a record lacks them: ``epochs=3``, not ``3.0``.
+INTEGER_COLUMNS = ("batch", "subdivisions", "mini_batch", "epochs", "seed", "params", "flops")
+
+
+def runs_table(records: Iterable[RunRecord]) -> pd.DataFrame:
+    """One row per record (see :data:`COLUMNS`)."""
+    table = pd.DataFrame([record_row(r) for r in records], columns=COLUMNS)
+    return table.astype({c: "Int64" for c in INTEGER_COLUMNS})
+
+
+def curves_table(records: Iterable[RunRecord]) -> pd.DataFrame:
+    """Learning curves, long form: one row per (run, evaluated epoch), its validation metrics."""
+    rows = [
+        {"job_dir": r.job_dir, "epoch": e.epoch, **e.metrics}
+        for r in records
+        for e in r.epochs
+        if e.metrics
+    ]
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=["job_dir", "epoch"])
 
 
 def collect_runs(paths: Iterable[str | os.PathLike[str]]) -> pd.DataFrame:
     """One row per run record found under ``paths`` (see :data:`COLUMNS`)."""
-    rows = [
-        record_row(load_record(path)) | {"job_dir": str(path.parent)}
-        for path in find_records(paths)
-    ]
-    return pd.DataFrame(rows, columns=COLUMNS)
+    return runs_table(load_records(paths))

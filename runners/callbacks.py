@@ -19,19 +19,32 @@ log = logging.getLogger(__name__)
 
 
 class ResultsTableCallback(Callback):
-    """``on_multirun_end``: write the study's results table into the sweep directory."""
+    """``on_multirun_end``: write the study's RESULTS.md (and ``plots/``) into the sweep dir.
+
+    Reads ``report.rows``, ``report.columns``, ``report.metrics``, ``report.out`` and, when the
+    config has them, ``report.baseline`` (default ``regularizer=none``) and
+    ``report.include_stale`` (default false).
+    """
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from reports import write_results
 
         sweep_dir = Path(config.hydra.sweep.dir).resolve()
         report = config.get("report", {})
+        rows = report.get("rows", "regularizer")
+        columns = report.get("columns", "batch")
+        # Deltas against no regularizer whenever the regularizer is one of the pivot's keys.
+        baseline = report.get("baseline", "regularizer=none")
+        if baseline and baseline.partition("=")[0] not in (rows, columns):
+            baseline = None
         path = write_results(
             [sweep_dir],
             out=sweep_dir / report.get("out", "RESULTS.md"),
-            rows=report.get("rows", "regularizer"),
-            columns=report.get("columns", "batch"),
+            rows=rows,
+            columns=columns,
             metrics=list(report.get("metrics", ["top1", "top5"])),
+            baseline=baseline,
+            include_stale=bool(report.get("include_stale", False)),
             title=f"Study `{config.get('study', sweep_dir.name)}`",
         )
         log.info("results table: %s", path)
