@@ -10,20 +10,28 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from reports.tables import cell_groups, column_label, column_values, row_order
 
 __all__ = ["plot_learning_curves", "plot_metric_vs_columns"]
 
 
-def _save(fig: Figure, path: str | os.PathLike[str]) -> Path:
+def _figure(**kwargs: object) -> Any:
+    """A bare ``Figure`` on an Agg canvas (matplotlib imported here: it costs ~1 s)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(**kwargs)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Any, path: str | os.PathLike[str]) -> Path:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    FigureCanvasAgg(fig)
     fig.savefig(target, dpi=100, metadata={"Software": None})
     return target
 
@@ -53,7 +61,7 @@ def plot_metric_vs_columns(
     numeric = all(_x(c) is not None for c in col_values)
     positions = {c: (_x(c) if numeric else float(j)) for j, c in enumerate(col_values)}
     cells = cell_groups(runs, rows, columns)
-    fig = Figure(figsize=(6, 4))
+    fig = _figure(figsize=(6, 4))
     ax = fig.add_subplot()
     for r in row_order(list(runs[rows].dropna().unique())):
         xs, ys, es = [], [], []
@@ -101,7 +109,7 @@ def plot_learning_curves(
     col_values = column_values(runs, columns)
     cells = cell_groups(runs, rows, columns)
     width = max(1, len(col_values))
-    fig = Figure(figsize=(min(4 * width, 16), 3.6))
+    fig = _figure(figsize=(min(4 * width, 16), 3.6))
     axes = fig.subplots(1, width, squeeze=False, sharey=True)[0]
     has_metric = metric in curves.columns
     for ax, c in zip(axes, col_values, strict=False):

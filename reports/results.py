@@ -155,7 +155,7 @@ def render_results(
                     _markdown(delta_table(group, rows, columns, metric, base, confidence)),
                     "",
                 ]
-            if plots_dir is not None:
+            if plots_dir is not None and not plot_lines:  # the section's first metric only
                 stem = slug(*setting, metric)
                 vs = plot_metric_vs_columns(
                     group, rows, columns, metric,
