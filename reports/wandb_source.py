@@ -13,6 +13,7 @@ completed, running -> running, anything else -> failed) and on W&B's git commit.
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 from collections.abc import Iterable
@@ -155,8 +156,11 @@ def fetch_wandb_records(path: str, *, api: Any = None, per_page: int = 100) -> l
         import wandb
 
         api = wandb.Api(timeout=60)
+    listing = {"per_page": per_page}
+    if "lazy" in inspect.signature(api.runs).parameters:
+        listing["lazy"] = False  # config and summary in the listing query, not one query per run
     records = []
-    for run in api.runs(path, per_page=per_page):
+    for run in api.runs(path, **listing):
         records.append(
             record_from_wandb(
                 run_id=run.id,
