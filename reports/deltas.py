@@ -82,7 +82,7 @@ def delta_cells(
     confidence: float = 0.95,
 ) -> list[DeltaCell]:
     """Every non-baseline cell of the pivot, compared with the baseline cell of its row/column."""
-    cells = cell_groups(runs, rows, columns)
+    cells = cell_groups(runs, rows, columns, [metric])
     row_values = row_order(list(runs[rows].dropna().unique()))
     col_values = column_values(runs, columns)
     out = []

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
 from reports.deltas import Baseline
@@ -27,8 +28,9 @@ DETECT_COLUMNS = (
 
 
 def _mean(values: pd.Series) -> float:
-    finite = values.astype(float).dropna()
-    return float(finite.mean()) if len(finite) else math.nan
+    array = values.to_numpy(dtype=float, na_value=math.nan)
+    finite = array[~np.isnan(array)]
+    return float(finite.mean()) if finite.size else math.nan
 
 
 def _points(value: float, base: float | None) -> str:
@@ -57,6 +59,9 @@ def model_table(runs: pd.DataFrame, baseline: Baseline, task: str | None) -> pd.
     metrics = DETECT_COLUMNS if task == "detect" else CLASSIFY_COLUMNS
     key = baseline.key
     keys = arm_keys([key])
+    runs = runs[
+        list(dict.fromkeys(["backbone", *keys, "params", "flops", *(c for _, c in metrics)]))
+    ]
     lines = []
     for backbone in sorted(runs["backbone"].dropna().unique()):
         mine = runs[runs["backbone"] == backbone]

@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from reports.tables import cell_groups, column_label, column_values, row_order
+from reports.tables import arm_keys, cell_groups, column_label, column_values, row_order
 
 __all__ = ["plot_learning_curves", "plot_metric_vs_columns"]
 
@@ -60,7 +60,7 @@ def plot_metric_vs_columns(
     col_values = column_values(runs, columns)
     numeric = all(_x(c) is not None for c in col_values)
     positions = {c: (_x(c) if numeric else float(j)) for j, c in enumerate(col_values)}
-    cells = cell_groups(runs, rows, columns)
+    cells = cell_groups(runs, rows, columns, [metric, "job_dir"])
     fig = _figure(figsize=(6, 4))
     ax = fig.add_subplot()
     for r in row_order(list(runs[rows].dropna().unique())):
@@ -107,28 +107,34 @@ def plot_learning_curves(
     Lines are the mean over the arm's runs at each epoch, the band ± one sample std.
     """
     col_values = column_values(runs, columns)
-    cells = cell_groups(runs, rows, columns)
+    ckeys = arm_keys([columns])
     width = max(1, len(col_values))
+    from matplotlib.ticker import MaxNLocator
+
     fig = _figure(figsize=(min(4 * width, 16), 3.6))
     axes = fig.subplots(1, width, squeeze=False, sharey=True)[0]
-    has_metric = metric in curves.columns
+    stats = None
+    if metric in curves.columns:
+        # One join and one groupby for the whole figure: (row, column, epoch) -> mean, std.
+        arms = runs[["job_dir", rows, *ckeys]]
+        joined = curves[["job_dir", "epoch", metric]].merge(arms, on="job_dir")
+        stats = joined.groupby([rows, *ckeys, "epoch"])[metric].agg(["mean", "std"])
     for ax, c in zip(axes, col_values, strict=False):
         for j, r in enumerate(row_order(list(runs[rows].dropna().unique()))):
-            group = cells.get((r, c))
-            if group is None or not has_metric:
+            key = (r, *c) if isinstance(c, tuple) else (r, c)
+            try:
+                arm = stats.loc[key].sort_index() if stats is not None else None
+            except KeyError:
+                arm = None
+            if arm is None or arm.empty or arm["mean"].isna().all():
                 continue
-            mine = curves[curves["job_dir"].isin(set(group["job_dir"]))]
-            stats = mine.groupby("epoch")[metric].agg(["mean", "std"]).sort_index()
-            if stats.empty or stats["mean"].isna().all():
-                continue
-            std = stats["std"].fillna(0.0)
+            std = arm["std"].fillna(0.0)
             color = f"C{j % 10}"
-            ax.plot(stats.index, stats["mean"], marker=".", color=color, label=str(r))
-            ax.fill_between(
-                stats.index, stats["mean"] - std, stats["mean"] + std, color=color, alpha=0.2
-            )
+            ax.plot(arm.index, arm["mean"], marker=".", color=color, label=str(r))
+            ax.fill_between(arm.index, arm["mean"] - std, arm["mean"] + std, color=color, alpha=0.2)
         ax.set_title(column_label(columns, c), fontsize=9)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(metric)
     handles, _labels = axes[0].get_legend_handles_labels()

@@ -45,14 +45,16 @@ METRIC_TITLES = {"top1": "Top-1 (%)", "top5": "Top-5 (%)", "loss": "validation l
 LEFT_OUT = ("failed", "diverged", "pruned", "running", "stale")
 
 
-def left_out_reasons(runs: pd.DataFrame, include_stale: bool = False) -> pd.Series:
+def left_out_reasons(
+    runs: pd.DataFrame, include_stale: bool = False, stale: pd.Series | None = None
+) -> pd.Series:
     """Why each run is left out of the tables (its status, or ``stale``), ``""`` if it is used.
 
-    Stale runs (:mod:`reports.stale`) are left out unless ``include_stale``; the code-version
-    rule looks at every record of a study, finished or not.
+    Stale runs (:mod:`reports.stale`; ``stale`` if already computed) are left out unless
+    ``include_stale``; the code-version rule looks at every record of a study, finished or not.
     """
     reasons = pd.Series("", index=runs.index, dtype=object)
-    stale = stale_reasons(runs)
+    stale = stale_reasons(runs) if stale is None else stale
     not_done = runs["status"] != "completed"
     reasons[not_done] = runs.loc[not_done, "status"]
     if not include_stale:
@@ -121,8 +123,8 @@ def render_results(
     base = parse_baseline(baseline, rows, columns) if baseline else None
     root_path = Path(root) if root is not None else None
 
-    reasons = left_out_reasons(runs, include_stale)
     stale = stale_reasons(runs)
+    reasons = left_out_reasons(runs, include_stale, stale)
     used, left_out = runs[reasons == ""], runs[reasons != ""]
     counts = ", ".join(f"{(reasons == r).sum()} {r}" for r in LEFT_OUT if (reasons == r).any())
     lines = [f"# {title}", ""]
@@ -290,7 +292,7 @@ def write_results(
     first = Path(paths[0]) if paths else None
     root = None if first is None else (first if first.is_dir() else first.parent)
     return write_records(
-        load_records(paths),
+        load_records(paths, epochs=plots),  # epochs feed only the learning curves
         out=out,
         rows=rows,
         columns=columns,

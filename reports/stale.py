@@ -35,20 +35,19 @@ def stale_reasons(runs: pd.DataFrame) -> pd.Series:
     Returns:
         A string Series aligned with ``runs.index``.
     """
-    reasons = pd.Series("", index=runs.index, dtype=object)
     if runs.empty:
-        return reasons
-    labels = pd.Series(
-        [code_label(c, d) for c, d in zip(runs["commit"], runs["dirty"], strict=True)],
-        index=runs.index,
-    )
-    order = runs.assign(_started=runs["started_at"].fillna("").astype(str)).sort_values(
-        ["_started", "job_dir"], kind="stable"
-    )
-    newest = order.groupby("study", dropna=False, sort=False).tail(1)
-    current = {study: labels[i] for study, i in zip(newest["study"], newest.index, strict=True)}
-    for i, study in runs["study"].items():
-        want = current[study]
-        if labels[i] != want:
-            reasons[i] = f"code {labels[i]}, newest runs {want}"
-    return reasons
+        return pd.Series("", index=runs.index, dtype=object)
+    labels = [code_label(c, d) for c, d in zip(runs["commit"], runs["dirty"], strict=True)]
+    started = runs["started_at"].fillna("").astype(str).tolist()
+    newest: dict[object, tuple[str, str, str]] = {}  # study -> (started_at, job_dir, label)
+    for study, start, job_dir, label in zip(
+        runs["study"], started, runs["job_dir"].astype(str), labels, strict=True
+    ):
+        key = (start, job_dir, label)
+        if study not in newest or key[:2] > newest[study][:2]:
+            newest[study] = key
+    reasons = [
+        "" if label == newest[study][2] else f"code {label}, newest runs {newest[study][2]}"
+        for study, label in zip(runs["study"], labels, strict=True)
+    ]
+    return pd.Series(reasons, index=runs.index, dtype=object)
