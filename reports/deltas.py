@@ -14,7 +14,14 @@ from dataclasses import dataclass
 import pandas as pd
 
 from reports.stats import Delta, welch_delta
-from reports.tables import cell_groups, check_key, column_label, column_values, row_order
+from reports.tables import (
+    cell_groups,
+    check_key,
+    column_label,
+    column_values,
+    metric_digits,
+    row_order,
+)
 
 __all__ = ["Baseline", "DeltaCell", "delta_cells", "delta_table", "format_delta", "parse_baseline"]
 
@@ -57,19 +64,23 @@ class DeltaCell:
     delta: Delta | None
 
 
-def _fmt(x: float) -> str:
-    text = f"{x:+.1f}"
-    return "±0.0" if text in ("+0.0", "-0.0") else text
+def _fmt(x: float, digits: int = 1) -> str:
+    text = f"{x:+.{digits}f}"
+    zero = f"{0:.{digits}f}"
+    return f"±{zero}" if text in (f"+{zero}", f"-{zero}") else text
 
 
-def format_delta(delta: Delta | None) -> str:
-    """``+1.2 [-0.3, +2.7] p=0.09``; bold when the interval excludes zero; ``–`` when no data."""
+def format_delta(delta: Delta | None, digits: int = 1) -> str:
+    """``+1.2 [-0.3, +2.7] p=0.09``; bold when the interval excludes zero; ``–`` when no data.
+
+    ``digits``: decimals of the difference and its interval (1 for percentages).
+    """
     if delta is None:
         return "–"
     if delta.low is None or delta.high is None or delta.p is None:
-        return f"{_fmt(delta.diff)} (n={delta.n} vs {delta.n_baseline}, no CI)"
+        return f"{_fmt(delta.diff, digits)} (n={delta.n} vs {delta.n_baseline}, no CI)"
     p = "p<0.001" if delta.p < 0.001 else f"p={delta.p:.3f}"
-    text = f"{_fmt(delta.diff)} [{_fmt(delta.low)}, {_fmt(delta.high)}] {p}"
+    text = f"{_fmt(delta.diff, digits)} [{_fmt(delta.low, digits)}, {_fmt(delta.high, digits)}] {p}"
     return f"**{text}**" if delta.significant else text
 
 
@@ -118,7 +129,7 @@ def delta_table(
     table = pd.DataFrame("baseline", index=row_values, columns=range(len(col_values)), dtype=object)
     index = {c: j for j, c in enumerate(col_values)}
     for cell in delta_cells(runs, rows, columns, metric, baseline, confidence):
-        table.loc[cell.row, index[cell.column]] = format_delta(cell.delta)
+        table.loc[cell.row, index[cell.column]] = format_delta(cell.delta, metric_digits(metric))
     table.columns = [column_label(columns, c) for c in col_values]
     table.index.name = rows
     return table

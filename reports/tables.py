@@ -17,6 +17,7 @@ __all__ = [
     "arm_keys",
     "column_label",
     "format_cell",
+    "metric_digits",
     "parse_pivot",
     "pivot_metric",
     "row_order",
@@ -35,11 +36,16 @@ def format_cell(mean: float, std: float, n: int, digits: int = 1) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f} (n={n})"
 
 
+def metric_digits(metric: str) -> int:
+    """Decimals shown: 1 for percentages (accuracy, AP), 3 for a loss."""
+    return 3 if "loss" in metric else 1
+
+
 def parse_pivot(pivot: str, available: Sequence[str]) -> tuple[str, str]:
     """``"regularizer,batch"`` -> ``("regularizer", "batch")``, each a column of the runs table."""
     keys = [k.strip() for k in pivot.split(",")]
-    if len(keys) != 2 or not all(keys):
-        raise ValueError(f"--pivot takes two keys, ROWS,COLUMNS, got {pivot!r}")
+    if len(keys) != 2 or not all(keys) or keys[0] == keys[1]:
+        raise ValueError(f"--pivot takes two different keys, ROWS,COLUMNS, got {pivot!r}")
     for key in keys:
         check_key(key, available, "--pivot")
     return keys[0], keys[1]
@@ -121,7 +127,9 @@ def pivot_metric(runs: pd.DataFrame, rows: str, columns: str, metric: str) -> pd
                 table.loc[r, j] = "–"
                 continue
             values = group[metric].astype(float).dropna()
-            table.loc[r, j] = format_cell(values.mean(), values.std(), len(values))
+            table.loc[r, j] = format_cell(
+                values.mean(), values.std(), len(values), metric_digits(metric)
+            )
     table.columns = [column_label(columns, c) for c in col_values]
     table.index.name = rows
     return table

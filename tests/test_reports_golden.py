@@ -114,7 +114,10 @@ def test_cli_options(study, tmp_path):
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["--pivot", "regularizer"], "--pivot takes two keys, ROWS,COLUMNS, got 'regularizer'"),
+        (
+            ["--pivot", "regularizer"],
+            "--pivot takes two different keys, ROWS,COLUMNS, got 'regularizer'",
+        ),
         (["--pivot", "regulariser,batch"], "--pivot: unknown key 'regulariser'; keys: study,"),
         (["--baseline", "none"], "--baseline takes KEY=VALUE (e.g. regularizer=none), got 'none'"),
         (["--baseline", "seed=0"], "--baseline (must be a --pivot key): unknown key 'seed'"),
