@@ -1,19 +1,21 @@
 """Entry point: ``python run.py [-m] key=value ...`` (Hydra 1.3).
 
-Composes one config per job, runs it and returns its final Top-1 (the value a sweeper optimises).
+Composes one config per job, runs it and returns its task's primary metric (Top-1 for
+classification, AP for detection: the value a sweeper optimises).
 A config error prints one line naming the key and exits with status 2 before anything trains.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from runners.config import ConfigError, register_configs
+from runners.config import PRIMARY_METRIC, ConfigError, register_configs
 
 register_configs()
 log = logging.getLogger("run")
@@ -34,11 +36,16 @@ def main(cfg: DictConfig) -> float | None:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-    print(
-        f"run record: {context.job_dir}/run.json  (top1={record.final.get('top1', float('nan')):.2f})"
-    )
-    return record.final.get("top1")
+    metric = PRIMARY_METRIC[cfg.task.name]
+    value = record.final.get(metric)
+    shown = "n/a" if value is None else f"{value:.2f}"
+    print(f"run record: {record.job_dir}/run.json  ({metric}={shown})")
+    return value
 
 
 if __name__ == "__main__":
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # torchrun: ranks > 0 leave files to rank 0
+        from runners.distributed import worker_overrides
+
+        sys.argv += worker_overrides()
     main()

@@ -32,7 +32,7 @@ from runners.config import register_configs
 from runners.data import build_data
 from runners.optim import build_optimizer, lr_at, scaled_lr
 from runners.progress import EpochProgress
-from runners.train import build_model, seed_everything, train_one_epoch
+from runners.train import build_model, classification_loss, seed_everything, train_one_epoch
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -78,7 +78,7 @@ def main() -> None:
     def runner_epoch() -> None:
         progress = EpochProgress(steps, desc="runner", enabled=sys.stderr.isatty())
         _, _, state["step"] = train_one_epoch(
-            runner_model, data.train, runner_opt, criterion,
+            runner_model, data.train, runner_opt, classification_loss(criterion),
             device=torch.device("cpu"), subdivisions=cfg.subdivisions,
             lr_for_step=lambda s: lr_at(s, total, steps, lr), first_step=state["step"], progress=progress,
             normalize=data.normalize,

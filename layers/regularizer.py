@@ -93,17 +93,21 @@ def apply_regularizer(
     """Place the named regularizer into ``model`` (built as ``backbone``) in place.
 
     Returns ``kind:path`` for every change: ``dropblock:layer3.0.bn1`` (a layer placed after
-    that BN), ``cbn:layer1.0.bn2`` (that BN became Cross-Iteration BN).
+    that BN), ``cbn:layer1.0.bn2`` (that BN became Cross-Iteration BN), preceded by what the model
+    placed itself, if it says so through a ``placements()`` method (a Darknet cfg network).
     """
-    from models import get_spec, group_modules
+    from models import group_modules, group_paths
 
     kind = {"dropblock_cbn": "dropblock"}.get(name, name)
     placed = place_in_groups(
         group_modules(model, backbone),
-        get_spec(backbone).groups,
+        group_paths(model, backbone),
         regularizer_factories(name, group_settings, options),
     )
-    changes = [f"{kind}:{path}" for path in placed]
+    # What the model's own definition placed comes first (a Darknet cfg's [dropout] and
+    # batch_normalize=2 layers: ``dropblock:layers.12``, ``cmbn:layers.3.bn``).
+    own = model.placements() if callable(getattr(model, "placements", None)) else []
+    changes = [*own, *(f"{kind}:{path}" for path in placed)]
     if name in ("cbn", "dropblock_cbn"):
         from layers.cbn_convert import convert_to_cbn
 

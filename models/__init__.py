@@ -2,11 +2,13 @@
 
 from models import backbones as _backbones  # noqa: F401  (registers the builders)
 from models.complexity import Complexity, measure_complexity
+from models.darknet import backbone as _darknet  # noqa: F401  (registers backbone=darknet)
 from models.registry import (
     BackboneSpec,
     create_backbone,
     get_spec,
     group_modules,
+    group_paths,
     list_backbones,
     register_backbone,
 )
@@ -17,6 +19,7 @@ __all__ = [
     "create_backbone",
     "get_spec",
     "group_modules",
+    "group_paths",
     "list_backbones",
     "measure_complexity",
     "register_backbone",

@@ -1,4 +1,8 @@
-"""``python -m models <name> [--input N] [--json]``: parameters and FLOPs of a backbone."""
+"""``python -m models <name> [--input N] [--json]``: parameters and FLOPs of a backbone.
+
+``python -m models darknet:path/to/net.cfg [--input N] [--json]`` prints the cfg network's layer
+table in Darknet's style (index, type, filters, size/stride, input -> output, BFLOPs).
+"""
 
 from __future__ import annotations
 
@@ -8,12 +12,38 @@ import sys
 
 from models import create_backbone, get_spec, list_backbones, measure_complexity
 
+DARKNET_PREFIX = "darknet:"
+
+
+def _darknet(path: str, args: argparse.Namespace) -> int:
+    from models.darknet import DarknetCfgError, DarknetNet, parse_cfg
+    from models.darknet.table import format_table, table_dict
+
+    try:
+        net = DarknetNet(parse_cfg(path), num_classes=args.num_classes, input_size=args.input)
+    except DarknetCfgError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(table_dict(net)))
+    else:
+        print(format_table(net))
+    return 0
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m models", description=__doc__)
-    parser.add_argument("name", nargs="?", help=f"one of: {', '.join(list_backbones())}")
-    parser.add_argument("--input", type=int, default=224, help="square input side in pixels")
-    parser.add_argument("--num-classes", type=int, default=1000)
+    parser.add_argument(
+        "name",
+        nargs="?",
+        help=f"one of: {', '.join(list_backbones())}; or {DARKNET_PREFIX}path/to/net.cfg",
+    )
+    parser.add_argument(
+        "--input", type=int, default=None, help="square input side in pixels (224; a cfg's own)"
+    )
+    parser.add_argument(
+        "--num-classes", type=int, default=None, help="classifier outputs (1000; a cfg's own)"
+    )
     parser.add_argument("--json", action="store_true", help="emit JSON instead of text")
     parser.add_argument("--list", action="store_true", help="list the registered backbones")
     args = parser.parse_args(argv)
@@ -22,11 +52,17 @@ def main(argv: list[str] | None = None) -> int:
         for name in list_backbones():
             print(f"{name:14s} {get_spec(name).description}")
         return 0
+    if args.name.startswith(DARKNET_PREFIX):
+        return _darknet(args.name[len(DARKNET_PREFIX) :], args)
     try:
         spec = get_spec(args.name)
+        if not spec.groups:
+            raise ValueError(f"backbone {spec.name!r} needs a cfg: {DARKNET_PREFIX}path/to/net.cfg")
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    args.input = args.input or 224
+    args.num_classes = args.num_classes or 1000
     model = create_backbone(spec.name, num_classes=args.num_classes)
     stats = measure_complexity(model, args.input)
     if args.json:

@@ -5,7 +5,9 @@ name raises, and an unknown name lists the names that exist (with the closest ma
 
 A *group* is a stage of the backbone numbered 1..4 as in the DropBlock paper (ResNet conv2_x ..
 conv5_x). Every backbone maps each group to the module path of that stage, so regularizers are
-placed by group on any backbone.
+placed by group on any backbone. A backbone whose groups depend on how it is built (a Darknet
+cfg) registers with ``groups=None``; its models report their own map through ``group_modules()``
+and ``group_paths()`` methods.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ __all__ = [
     "create_backbone",
     "get_spec",
     "group_modules",
+    "group_paths",
     "list_backbones",
     "register_backbone",
 ]
@@ -32,7 +35,8 @@ class BackboneSpec:
 
     name: str
     builder: Callable[..., nn.Module]
-    #: group number (1..4) -> dotted module path of that stage inside the built model.
+    #: group number (1..4) -> dotted module path of that stage inside the built model; empty
+    #: when the built model reports its own groups (``group_modules()``, ``group_paths()``).
     groups: dict[int, str]
     description: str = ""
 
@@ -41,18 +45,22 @@ _REGISTRY: dict[str, BackboneSpec] = {}
 
 
 def register_backbone(
-    groups: dict[int, str],
+    groups: dict[int, str] | None,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Register ``fn(num_classes, **kwargs) -> nn.Module`` under its function name."""
+    """Register ``fn(num_classes, **kwargs) -> nn.Module`` under its function name.
+
+    ``groups=None``: the built model maps its own groups (methods ``group_modules()`` and
+    ``group_paths()``), as a Darknet cfg network does.
+    """
 
     def decorator(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         name = fn.__name__
         if name in _REGISTRY:
             raise ValueError(f"backbone {name!r} is registered twice")
-        if sorted(groups) != [1, 2, 3, 4]:
+        if groups is not None and sorted(groups) != [1, 2, 3, 4]:
             raise ValueError(f"backbone {name!r} must map groups 1..4, got {sorted(groups)}")
         doc = (fn.__doc__ or "").strip().splitlines()
-        _REGISTRY[name] = BackboneSpec(name, fn, dict(groups), doc[0] if doc else "")
+        _REGISTRY[name] = BackboneSpec(name, fn, dict(groups or {}), doc[0] if doc else "")
         return fn
 
     return decorator
@@ -82,4 +90,13 @@ def create_backbone(name: str, num_classes: int, **kwargs: object) -> nn.Module:
 
 def group_modules(model: nn.Module, name: str) -> dict[int, nn.Module]:
     """The stage module of each group 1..4 of a model built by :func:`create_backbone`."""
+    if callable(getattr(model, "group_modules", None)):
+        return model.group_modules()
     return {g: model.get_submodule(path) for g, path in get_spec(name).groups.items()}
+
+
+def group_paths(model: nn.Module, name: str) -> dict[int, str]:
+    """The dotted path of each group 1..4 of a model built by :func:`create_backbone`."""
+    if callable(getattr(model, "group_paths", None)):
+        return model.group_paths()
+    return dict(get_spec(name).groups)

@@ -17,7 +17,7 @@ __all__ = ["TinyResNet"]
 
 
 class TinyResNet(nn.Module):
-    """Stem conv3x3 -> four groups of BasicBlocks (strides 1, 2, 2, 2) -> global pool -> fc."""
+    """Stem conv3x3 (stride ``stem_stride``) -> four groups of BasicBlocks (strides 1, 2, 2, 2) -> global pool -> fc."""
 
     def __init__(
         self,
@@ -25,11 +25,19 @@ class TinyResNet(nn.Module):
         widths: tuple[int, int, int, int] = (16, 32, 64, 128),
         depths: tuple[int, int, int, int] = (1, 1, 1, 1),
         in_chans: int = 3,
+        stem_stride: int = 1,
     ) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(in_chans, widths[0], 3, padding=1, bias=False)
+        if stem_stride not in (1, 2, 4):
+            raise ValueError(f"stem_stride must be 1, 2 or 4, got {stem_stride}")
+        # Stride 4 (conv stride 2 + 3x3 max-pool stride 2) is ResNet's ImageNet stem: groups 2..4
+        # then sit at strides 8, 16, 32, where RetinaNet's FPN expects C3..C5.
+        self.conv1 = nn.Conv2d(
+            in_chans, widths[0], 3, stride=min(stem_stride, 2), padding=1, bias=False
+        )
         self.bn1 = nn.BatchNorm2d(widths[0])
         self.act1 = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, 1) if stem_stride == 4 else nn.Identity()
         in_width = widths[0]
         for index, (width, depth) in enumerate(zip(widths, depths, strict=True)):
             stride = 1 if index == 0 else 2
@@ -65,6 +73,6 @@ class TinyResNet(nn.Module):
                 nn.init.zeros_(module.bn2.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.act1(self.bn1(self.conv1(x)))
+        x = self.maxpool(self.act1(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return self.fc(torch.flatten(self.global_pool(x), 1))

@@ -39,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
         dest="metrics",
         choices=METRICS,
         metavar="METRIC",
-        help=f"repeatable; default: the task's (top1, top5 / AP, AP50, AP75); one of {', '.join(METRICS)}",
+        help=f"repeatable; default: the task's (top1, top5 / AP, AP50); one of {', '.join(METRICS)}",
     )
     parser.add_argument(
         "--out", help="default: RESULTS.md in the first PATH (with --wandb: ./RESULTS.md)"

@@ -37,10 +37,11 @@ SETTING_KEYS = ("task", "data", "backbone", "epochs")
 #: Metrics a table can show (columns of the runs table).
 METRICS = ("top1", "top5", "loss", "best_top1", "best_top5", *DETECTION_METRICS)
 #: Shown when none of the requested metrics exists for a task.
-DEFAULT_METRICS = {"detect": ("AP", "AP50", "AP75"), "classify": ("top1", "top5")}
+DEFAULT_METRICS = {"detect": ("AP", "AP50"), "classify": ("top1", "top5")}
 METRIC_TITLES = {"top1": "Top-1 (%)", "top5": "Top-5 (%)", "loss": "validation loss"} | {
     m: f"{m} (%)" for m in DETECTION_METRICS
 }
+METRIC_TITLES["AP"] = "AP (COCO, %)"
 #: Reasons a run is left out, in the order the summary counts them.
 LEFT_OUT = ("failed", "diverged", "pruned", "running", "stale")
 

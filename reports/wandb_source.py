@@ -2,7 +2,8 @@
 
 What a job logs to W&B (``runners.job`` and ``runners.train``): the resolved config, one history
 row per epoch (``epoch``, ``train_loss``, ``lr`` and the task's metrics), and a summary with
-``status``, ``params``, ``flops``, ``code_commit``, ``code_dirty``, ``started_at`` and, for a
+``status``, ``params``, ``flops``, ``code_commit``, ``code_dirty``, ``started_at``,
+``mini_batch``, ``world_size`` and, for a
 completed run, ``final_<metric>`` / ``best_<metric>``. :func:`record_from_wandb` turns that back
 into a :class:`runners.record.RunRecord`, so reports read W&B through the same schema as
 ``run.json`` and produce the same tables.
@@ -107,7 +108,8 @@ def record_from_wandb(
         ),
         batch=batch,
         subdivisions=subdivisions,
-        mini_batch=batch // subdivisions if subdivisions else 0,
+        # Under DDP without SyncBatchNorm a forward sees batch / subdivisions / world_size.
+        mini_batch=int(summary.get("mini_batch") or (batch // subdivisions if subdivisions else 0)),
         params=summary.get("params"),
         flops=summary.get("flops"),
         epochs=sorted(epochs, key=lambda e: e.epoch),

@@ -7,6 +7,7 @@ Registered in ``conf/config.yaml`` under ``hydra.callbacks``. The aggregation it
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,9 @@ class ResultsTableCallback(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from reports import write_results
+
+        if int(os.environ.get("RANK", "0")) != 0:
+            return  # torchrun: every process ran the sweep; rank 0 tabulates it
 
         sweep_dir = Path(config.hydra.sweep.dir).resolve()
         report = config.get("report", {})

@@ -20,16 +20,20 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 __all__ = [
+    "PRIMARY_METRIC",
     "BackboneConfig",
+    "CheckpointConfig",
     "Config",
     "ConfigError",
     "DataConfig",
+    "DdpConfig",
     "Device",
     "GroupRegularizerConfig",
     "LoggerConfig",
@@ -44,10 +48,16 @@ __all__ = [
 
 #: Regularizers the runner knows how to place. Later issues extend this tuple.
 REGULARIZERS = ("none", "dropout", "dropblock", "cbn", "dropblock_cbn")
+#: Each task and the data options it reads (ImageNet layout, COCO layout).
+TASK_DATA = {"classify": ("synthetic", "imagefolder"), "detect": ("synthetic_det", "coco")}
+#: The number a task is judged by (what run.py returns and a sweeper optimises).
+PRIMARY_METRIC = {"classify": "top1", "detect": "AP"}
+#: Metrics a report can tabulate: classification's, then COCOeval's twelve.
+REPORT_METRICS = ("top1", "top5", "loss", "AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")  # fmt: skip
 #: Groups are the four backbone stages of the DropBlock paper (ResNet conv2_x .. conv5_x).
 GROUPS = ("1", "2", "3", "4")
 #: Keys that do not change what a run computes, so they are left out of the config hash.
-HASH_EXCLUDED_KEYS = ("logger", "report", "study")
+HASH_EXCLUDED_KEYS = ("logger", "report", "study", "checkpoint")
 
 
 class ConfigError(ValueError):
@@ -71,17 +81,31 @@ class TaskConfig:
     """What is trained and how it is scored."""
 
     name: str = "classify"
+    #: Evaluate on the validation split after every ``eval_every`` epochs (and after the last).
+    eval_every: int = 1
+    # Classification.
     #: The k of each top-k accuracy reported (Top-1 and Top-5, as ImageNet tables do).
     topk: list[int] = field(default_factory=lambda: [1, 5])
     label_smoothing: float = 0.0
+    # Detection (RetinaNet, ``models.detection``).
+    #: Channels of the FPN and of RetinaNet's heads (256 in the paper).
+    fpn_channels: int = 256
+    #: Base anchor side on P3..P7 in pixels (the paper's 32..512 are for 800 px images).
+    anchor_sizes: list[int] = field(default_factory=lambda: [32, 64, 128, 256, 512])
+    #: Detections kept per image after NMS (COCOeval reads at most 100) ...
+    detections_per_img: int = 100
+    #: ... among those scoring at least ``score_thresh`` (torchvision's and Detectron's 0.05).
+    score_thresh: float = 0.05
 
 
 @dataclass
 class DataConfig:
-    """A data set in ImageNet layout (``root/train/<class>/*``, ``root/val/<class>/*``).
+    """A data set: ImageNet layout for classification, COCO layout for detection.
 
-    ``synthetic`` generates such a tree once into ``cache_dir`` and then loads it through the
-    same ImageFolder code as ``imagefolder``.
+    ``synthetic`` generates an ImageNet-layout tree (``root/train/<class>/*``) once into
+    ``cache_dir`` and loads it through the same ImageFolder code as ``imagefolder``;
+    ``synthetic_det`` generates a COCO-layout set (``root/<split>/*``,
+    ``<ann>/instances_<split>.json``) and loads it through the same code as ``coco``.
     """
 
     name: str = MISSING
@@ -97,10 +121,18 @@ class DataConfig:
     workers: int = 0
     #: Keep decoded images in memory after the first epoch (small data sets only).
     cache_images: bool = False
+    # COCO layout (coco, synthetic_det): images in <root>/<split>/, annotations in
+    # <ann>/instances_<split>.json (``ann`` relative to ``root`` unless absolute).
+    ann: str = "annotations"
+    train_split: str = "train"
+    val_split: str = "val"
     # Synthetic generation only.
     num_classes: int = 10
     train_per_class: int = 100
     val_per_class: int = 50
+    #: Images per split of ``synthetic_det``.
+    train_images: int = 400
+    val_images: int = 100
     #: Seed of the data set itself; independent of the run's ``seed`` so that every arm of a
     #: study trains on the same images.
     seed: int = 0
@@ -113,6 +145,8 @@ class BackboneConfig:
 
     name: str = MISSING
     kwargs: dict[str, Any] = field(default_factory=dict)
+    #: The Darknet .cfg file of ``backbone=darknet`` (docs/DARKNET.md); unused otherwise.
+    cfg: str | None = None
 
 
 @dataclass
@@ -152,6 +186,9 @@ class RegularizerConfig:
     window: int = 4
     burnin: int = 0
     cbn_mode: str = "cbn"
+    #: ``backbone=darknet`` only: ``keep`` the ``[dropout]`` layers the cfg writes, or ``remove``
+    #: them so that this regularizer alone decides what is placed.
+    cfg_dropout: str = "keep"
     #: Every group 1..4 is present (p = 0 places nothing), so any group's settings can be
     #: overridden from the command line: ``regularizer.groups.2.p=0.01``.
     groups: dict[str, GroupRegularizerConfig] = field(
@@ -174,6 +211,20 @@ class OptimConfig:
 
 
 @dataclass
+class DdpConfig:
+    """Data-parallel training under ``torchrun`` (``runners.distributed``); ignored by a single
+    process. ``batch`` stays the samples per optimizer step over all processes."""
+
+    #: SyncBatchNorm: BN statistics over the whole step's chunk on all GPUs (CUDA only; not with
+    #: CBN, whose statistics are per process).
+    sync_bn: bool = False
+    #: DDP's ``find_unused_parameters`` (a graph traversal per step), for models with parameters
+    #: that the loss never reaches. ``null``: on for ``task=detect`` (RetinaNet never runs the
+    #: backbone's classifier), off otherwise.
+    find_unused_parameters: bool | None = None
+
+
+@dataclass
 class LoggerConfig:
     """Experiment tracking besides ``run.json``: ``wandb`` (offline by default) or ``none``."""
 
@@ -181,6 +232,18 @@ class LoggerConfig:
     project: str = "ablation-harness"
     entity: str | None = None
     mode: LoggerMode = LoggerMode.offline
+
+
+@dataclass
+class CheckpointConfig:
+    """``checkpoint.pt`` in the job directory (``runners.checkpoint``); resuming is exact on a CPU."""
+
+    #: Write a checkpoint at the end of every epoch ...
+    enabled: bool = True
+    #: ... and every N optimizer steps inside an epoch (0: epoch ends only).
+    every_steps: int = 0
+    #: Continue from the job directory's checkpoint when it belongs to the same config.
+    resume: bool = True
 
 
 @dataclass
@@ -203,7 +266,9 @@ class Config:
     regularizer: RegularizerConfig = field(default_factory=RegularizerConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+    ddp: DdpConfig = field(default_factory=DdpConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     #: The study this job belongs to: W&B group and sweep directory name.
     study: str = "adhoc"
     #: Samples per optimizer step.
@@ -262,19 +327,32 @@ def validate(cfg: DictConfig | Config) -> None:
     if cfg.epochs < 1:
         raise ConfigError(f"epochs must be >= 1, got {cfg.epochs}")
 
-    if cfg.task.name != "classify":
-        raise _name_error("task.name", cfg.task.name, ("classify",))
-    if not cfg.task.topk or any(k < 1 for k in cfg.task.topk):
+    task = cfg.task
+    if task.name not in TASK_DATA:
+        raise _name_error("task.name", task.name, tuple(TASK_DATA))
+    if task.eval_every < 1:
+        raise ConfigError(f"task.eval_every must be >= 1, got {task.eval_every}")
+    if not task.topk or any(k < 1 for k in task.topk):
+        raise ConfigError(f"task.topk must be a non-empty list of k >= 1, got {list(task.topk)}")
+    _check_range("task.label_smoothing", task.label_smoothing, 0.0, 1.0, True)
+    if task.fpn_channels < 1:
+        raise ConfigError(f"task.fpn_channels must be >= 1, got {task.fpn_channels}")
+    if len(task.anchor_sizes) != 5 or any(s < 1 for s in task.anchor_sizes):
         raise ConfigError(
-            f"task.topk must be a non-empty list of k >= 1, got {list(cfg.task.topk)}"
+            f"task.anchor_sizes needs 5 sizes >= 1 (P3..P7), got {list(task.anchor_sizes)}"
         )
-    _check_range("task.label_smoothing", cfg.task.label_smoothing, 0.0, 1.0, True)
+    _check_range("task.score_thresh", task.score_thresh, 0.0, 1.0, True)
+    if task.detections_per_img < 1:
+        raise ConfigError(f"task.detections_per_img must be >= 1, got {task.detections_per_img}")
 
     data = cfg.data
-    if data.name not in ("synthetic", "imagefolder"):
-        raise _name_error("data.name", data.name, ("synthetic", "imagefolder"))
-    if data.name == "imagefolder" and not data.root:
-        raise ConfigError("data.root must name an ImageNet-layout directory for data=imagefolder")
+    if data.name not in TASK_DATA[task.name]:
+        raise ConfigError(
+            f"data={data.name} does not fit task={task.name}; "
+            f"use one of: {', '.join(TASK_DATA[task.name])}"
+        )
+    if data.name in ("imagefolder", "coco") and not data.root:
+        raise ConfigError(f"data.root must name the data set's directory for data={data.name}")
     if data.image_size < 8:
         raise ConfigError(f"data.image_size must be >= 8, got {data.image_size}")
     if data.crop not in ("pad", "resized"):
@@ -289,6 +367,14 @@ def validate(cfg: DictConfig | Config) -> None:
         for key in ("train_per_class", "val_per_class"):
             if getattr(data, key) < 1:
                 raise ConfigError(f"data.{key} must be >= 1, got {getattr(data, key)}")
+    if data.name == "synthetic_det":
+        if not 1 <= data.num_classes <= 10:
+            raise ConfigError(
+                f"data.num_classes must be in [1, 10] for synthetic_det, got {data.num_classes}"
+            )
+        for key in ("train_images", "val_images"):
+            if getattr(data, key) < 1:
+                raise ConfigError(f"data.{key} must be >= 1, got {getattr(data, key)}")
     if len(data.mean) != 3 or len(data.std) != 3 or any(s <= 0 for s in data.std):
         raise ConfigError(
             f"data.mean and data.std need 3 values with std > 0, got {list(data.mean)}, {list(data.std)}"
@@ -297,6 +383,8 @@ def validate(cfg: DictConfig | Config) -> None:
     backbones = list_backbones()
     if cfg.backbone.name not in backbones:
         raise _name_error("backbone.name", cfg.backbone.name, backbones)
+    if cfg.backbone.name == "darknet":
+        _check_darknet(cfg)
 
     reg = cfg.regularizer
     if reg.name not in REGULARIZERS:
@@ -353,11 +441,30 @@ def validate(cfg: DictConfig | Config) -> None:
     _check_range("optim.weight_decay", opt.weight_decay, 0.0, None, False)
     _check_range("optim.warmup_epochs", opt.warmup_epochs, 0.0, None, False)
 
+    if cfg.checkpoint.every_steps < 0:
+        raise ConfigError(
+            f"checkpoint.every_steps must be >= 0 (0: epoch ends only), got {cfg.checkpoint.every_steps}"
+        )
     if cfg.logger.name not in ("wandb", "none"):
         raise _name_error("logger.name", cfg.logger.name, ("wandb", "none"))
     for metric in cfg.report.metrics:
-        if metric not in ("top1", "top5", "loss"):
-            raise _name_error("report.metrics", metric, ("top1", "top5", "loss"))
+        if metric not in REPORT_METRICS:
+            raise _name_error("report.metrics", metric, REPORT_METRICS)
+
+
+def _check_darknet(cfg: DictConfig | Config) -> None:
+    """``backbone=darknet``: the cfg file exists and parses; ``cfg_dropout`` is known."""
+    from models.darknet.backbone import CFG_DROPOUT
+    from models.darknet.parse import DarknetCfgError, parse_cfg
+
+    if not cfg.backbone.cfg:
+        raise ConfigError("backbone.cfg must name a Darknet .cfg file for backbone=darknet")
+    try:
+        parse_cfg(cfg.backbone.cfg)
+    except DarknetCfgError as err:
+        raise ConfigError(f"backbone.cfg: {err}") from None
+    if cfg.regularizer.cfg_dropout not in CFG_DROPOUT:
+        raise _name_error("regularizer.cfg_dropout", cfg.regularizer.cfg_dropout, CFG_DROPOUT)
 
 
 def resolved_container(cfg: DictConfig) -> dict[str, Any]:
@@ -368,8 +475,16 @@ def resolved_container(cfg: DictConfig) -> dict[str, Any]:
 
 
 def config_hash(cfg: DictConfig | dict[str, Any]) -> str:
-    """SHA-256 (first 16 hex) of the resolved config, minus keys that do not change the result."""
+    """SHA-256 (first 16 hex) of the resolved config, minus keys that do not change the result.
+
+    A Darknet cfg file is part of the config by content, not only by path: editing the file in
+    place gives a new hash (so earlier runs become stale instead of silently mixing in).
+    """
     container = cfg if isinstance(cfg, dict) else resolved_container(cfg)
     relevant = {k: v for k, v in container.items() if k not in HASH_EXCLUDED_KEYS}
+    cfg_file = (container.get("backbone") or {}).get("cfg")
+    if cfg_file and Path(cfg_file).expanduser().is_file():
+        content = Path(cfg_file).expanduser().read_bytes()
+        relevant["backbone_cfg_sha256"] = hashlib.sha256(content).hexdigest()
     blob = json.dumps(relevant, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

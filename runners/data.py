@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 from torchvision import datasets
 from torchvision.transforms import v2
 
+from runners.sampler import EpochShuffleSampler
 from runners.synthetic import ensure_synthetic_dataset
 
 __all__ = ["BatchNormalizer", "DataBundle", "build_data", "dataset_root"]
@@ -102,8 +103,9 @@ def _transforms(data: Any, train: bool) -> v2.Compose:
 
 def build_data(data: Any, batch: int, seed: int, pin_memory: bool = False) -> DataBundle:
     """Train and validation loaders. The train loader yields whole optimizer-step batches
-    (``batch`` samples), shuffled by a generator seeded with the run's ``seed``; the runner
-    splits each into ``subdivisions`` mini-batches.
+    (``batch`` samples) in the order of :class:`~runners.sampler.EpochShuffleSampler` (a pure
+    function of the run's ``seed`` and the epoch); the runner splits each into ``subdivisions``
+    mini-batches.
     """
     root = dataset_root(data)
     loader = _CachedLoader() if data.cache_images else datasets.folder.default_loader
@@ -121,8 +123,15 @@ def build_data(data: Any, batch: int, seed: int, pin_memory: bool = False) -> Da
         "pin_memory": pin_memory,
         "persistent_workers": data.workers > 0,
     }
+    # The loader's own generator only seeds workers; it keeps the global RNG (augmentation)
+    # untouched when an epoch's iterator is created, which exact resumption relies on.
     train = DataLoader(
-        train_set, batch_size=batch, shuffle=True, generator=generator, drop_last=False, **common
+        train_set,
+        batch_size=batch,
+        sampler=EpochShuffleSampler(len(train_set), seed),
+        generator=generator,
+        drop_last=False,
+        **common,
     )
     val = DataLoader(val_set, batch_size=max(batch, 256), shuffle=False, **common)
     normalize = BatchNormalizer(list(data.mean), list(data.std))

@@ -19,10 +19,11 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from runners import distributed
 from runners.config import config_hash, resolved_container, validate
 from runners.environment import code_version, package_versions, resolve_device
 from runners.record import RECORD_NAME, RunRecord
-from runners.tracking import create_tracker
+from runners.tracking import NullTracker, create_tracker
 
 __all__ = ["JobContext", "run_job"]
 
@@ -42,23 +43,34 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _tags(config: dict[str, Any]) -> list[str]:
+def _tags(config: dict[str, Any], mini_batch: int) -> list[str]:
     return [
         f"regularizer={config['regularizer']['name']}",
         f"backbone={config['backbone']['name']}",
         f"batch={config['batch']}",
-        f"mini_batch={config['batch'] // config['subdivisions']}",
+        f"mini_batch={mini_batch}",
     ]
 
 
 def run_job(cfg: DictConfig, context: JobContext) -> RunRecord:
-    """Run one training job described by ``cfg`` into ``context.job_dir``."""
+    """Run one training job described by ``cfg`` into ``context.job_dir``.
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) every process runs this; they share rank 0's job
+    dir, and only rank 0 writes the record and logs to W&B (``runners.distributed``).
+    """
+    from runners.darknet_net import adopt_net_options
     from runners.train import fit  # torch-heavy; keeps `run.py --help` fast
 
+    adopt_net_options(cfg, context.overrides)  # backbone=darknet: the cfg's [net] batch
     validate(cfg)
     device = resolve_device(str(getattr(cfg.device, "value", cfg.device)))
+    # torchrun: check the world, join the process group, agree on rank 0's job dir.
+    world = distributed.current_world()
+    distributed.validate_world(cfg, world, device.type)
+    device = distributed.init_process_group(world, device)
+    job_dir = distributed.join_job_dir(context.job_dir)
+    write = (lambda r: r.write(job_dir)) if world.main else (lambda _r: None)
     config = resolved_container(cfg)
-    job_dir = Path(context.job_dir)
     record = RunRecord(
         status="running",
         study=cfg.study,
@@ -73,21 +85,26 @@ def run_job(cfg: DictConfig, context: JobContext) -> RunRecord:
         device=str(device),
         batch=cfg.batch,
         subdivisions=cfg.subdivisions,
-        mini_batch=cfg.batch // cfg.subdivisions,
+        mini_batch=distributed.bn_mini_batch(cfg, world),
+        world_size=world.size,
         started_at=_now(),
     )
-    record.write(job_dir)
-    tracker = create_tracker(
-        cfg.logger,
-        job_dir=job_dir,
-        run_name=context.run_name,
-        group=cfg.study,
-        tags=_tags(config),
-        config=config,
+    write(record)
+    tracker = (
+        create_tracker(
+            cfg.logger,
+            job_dir=job_dir,
+            run_name=context.run_name,
+            group=cfg.study,
+            tags=_tags(config, record.mini_batch),
+            config=config,
+        )
+        if world.main
+        else NullTracker()
     )
     start = time.perf_counter()
     try:
-        fit(cfg, record, tracker, device, on_epoch_end=lambda r: r.write(job_dir))
+        fit(cfg, record, tracker, device, on_epoch_end=write)
         record.status = "completed"
     except BaseException as err:
         record.status = "failed"
@@ -97,7 +114,7 @@ def run_job(cfg: DictConfig, context: JobContext) -> RunRecord:
     finally:
         record.ended_at = _now()
         record.wall_time_s = time.perf_counter() - start
-        record.write(job_dir)
+        write(record)
         # What reports need to rebuild the record from W&B (reports/wandb_source.py).
         summary = {
             "status": record.status,
@@ -106,6 +123,8 @@ def run_job(cfg: DictConfig, context: JobContext) -> RunRecord:
             "code_commit": record.code_version.commit,
             "code_dirty": record.code_version.dirty,
             "started_at": record.started_at,
+            "mini_batch": record.mini_batch,
+            "world_size": record.world_size,
         }
         if record.status == "completed":
             summary |= {f"final_{k}": v for k, v in record.final.items()}

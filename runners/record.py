@@ -111,7 +111,11 @@ class RunRecord:
     device: str = ""
     batch: int = 0
     subdivisions: int = 1
+    #: Samples one BatchNorm forward sees: batch / subdivisions, divided by world_size too under
+    #: DDP without SyncBatchNorm.
     mini_batch: int = 0
+    #: Processes that trained the run together (torchrun's WORLD_SIZE; 1 without DDP).
+    world_size: int = 1
     params: int | None = None
     flops: int | None = None
     #: Where the regularizer was placed (dotted module paths), for audit.
@@ -128,6 +132,8 @@ class RunRecord:
     peak_memory_mb: float | None = None
     started_at: str = ""
     ended_at: str | None = None
+    #: Set when the job continued from a checkpoint: ``{"epoch": e, "step": s}`` where it resumed.
+    resumed_from: dict[str, int] | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:

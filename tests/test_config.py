@@ -178,3 +178,13 @@ def test_dropblock_settings_are_validated(make_cfg, overrides, message):
     with pytest.raises(ConfigError) as info:
         validate(make_cfg(*overrides))
     assert message in str(info.value)
+
+
+def test_config_hash_follows_a_darknet_cfg_files_content(tmp_path):
+    cfg_file = tmp_path / "net.cfg"
+    cfg_file.write_text("[net]\nwidth=32\n")
+    config = {"backbone": {"name": "darknet", "cfg": str(cfg_file)}, "batch": 8}
+    before = config_hash(config)
+    assert config_hash(config) == before
+    cfg_file.write_text("[net]\nwidth=64\n")
+    assert config_hash(config) != before

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from runners.optim import build_optimizer, lr_at, scaled_lr
-from runners.train import train_step
+from runners.train import chunk_bounds, classification_loss, train_step
 
 
 def _net(with_bn: bool) -> nn.Module:
@@ -27,7 +27,9 @@ def _step(model: nn.Module, subdivisions: int) -> list[torch.Tensor]:
     images = torch.randn(64, 3, 8, 8, generator=generator, dtype=torch.double)
     targets = torch.randint(0, 5, (64,), generator=generator)
     optimizer = build_optimizer(model, lr=0.5, momentum=0.9, weight_decay=1e-3, nesterov=False)
-    train_step(model, images, targets, optimizer, nn.CrossEntropyLoss(), subdivisions)
+    train_step(
+        model, images, targets, optimizer, classification_loss(nn.CrossEntropyLoss()), subdivisions
+    )
     return [p.detach().clone() for p in model.parameters()]
 
 
@@ -57,7 +59,11 @@ def test_uneven_last_step_is_weighted_by_samples():
     for subdivisions in (1, 4):
         m = copy.deepcopy(model)
         opt = torch.optim.SGD(m.parameters(), lr=0.0)
-        losses.append(train_step(m, images, targets, opt, nn.CrossEntropyLoss(), subdivisions))
+        losses.append(
+            train_step(
+                m, images, targets, opt, classification_loss(nn.CrossEntropyLoss()), subdivisions
+            )
+        )
     torch.testing.assert_close(losses[0], losses[1])
 
 
@@ -78,3 +84,27 @@ def test_linear_scaling_warmup_and_cosine():
     assert lr_at(10, 100, 10, peak) == pytest.approx(1.0)
     assert lr_at(55, 100, 10, peak) == pytest.approx(0.5)
     assert lr_at(100, 100, 10, peak) == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("total,subdivisions", [(16, 4), (10, 3), (3, 5), (7, 1)])
+def test_chunk_bounds_match_tensor_split(total, subdivisions):
+    sizes = [len(c) for c in torch.arange(total).tensor_split(subdivisions)]
+    bounds = chunk_bounds(total, subdivisions)
+    assert [stop - start for start, stop in bounds] == sizes
+    assert bounds[0][0] == 0 and bounds[-1][1] == total
+
+
+def test_train_step_slices_list_targets_in_step_with_images():
+    """Detection targets are a list of dicts: each chunk's loss sees its own images' targets."""
+    seen = []
+
+    def loss_fn(model, images, targets):
+        seen.append((images[:, 0, 0, 0].tolist(), [t["id"] for t in targets]))
+        return model(images).sum()
+
+    model = nn.Conv2d(3, 1, 1)
+    images = torch.arange(6.0).view(6, 1, 1, 1).expand(6, 3, 1, 1).contiguous()
+    targets = [{"id": float(i)} for i in range(6)]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    train_step(model, images, targets, optimizer, loss_fn, subdivisions=3)
+    assert seen == [([0.0, 1.0], [0.0, 1.0]), ([2.0, 3.0], [2.0, 3.0]), ([4.0, 5.0], [4.0, 5.0])]

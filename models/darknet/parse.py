@@ -1,0 +1,287 @@
+"""Reading a Darknet ``.cfg`` file into checked sections, with Darknet's defaults.
+
+The grammar and defaults are those of AlexeyAB/darknet ``src/parser.c`` (``read_cfg``,
+``parse_net_options``, ``parse_convolutional``, ``parse_route``, ``parse_shortcut``,
+``parse_maxpool``, ``parse_dropout``, ...): ``[section]`` headers, one ``key=value`` per line,
+whitespace removed anywhere in the line (``layers = -2`` is ``layers=-2``), ``#`` and ``;``
+start a comment line. Section aliases are Darknet's (``[conv]``, ``[max]``, ``[avg]``,
+``[soft]``, ``[conn]``, ``[network]``).
+
+Where Darknet prints "Unused field" and carries on, this parser stops: an unknown section, an
+unknown key or a value of the wrong type raises one :class:`DarknetCfgError` naming the file and
+the line. Keys that Darknet knows but that do not change the network the harness builds (the
+training settings of ``[net]``, a conv layer's ``learning_rate`` multiplier, ...) are kept in
+:attr:`Section.unused`, so the caller can report them once.
+
+This module imports no torch.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "DarknetCfg",
+    "DarknetCfgError",
+    "Section",
+    "parse_cfg",
+    "parse_cfg_text",
+]
+
+
+class DarknetCfgError(ValueError):
+    """A cfg file breaks the grammar; the message starts with ``<file>:<line>:``."""
+
+
+#: ``[alias]`` -> canonical section name (Darknet's ``string_to_layer_type``).
+SECTION_ALIASES = {
+    "net": "net",
+    "network": "net",
+    "convolutional": "convolutional",
+    "conv": "convolutional",
+    "route": "route",
+    "shortcut": "shortcut",
+    "maxpool": "maxpool",
+    "max": "maxpool",
+    "avgpool": "avgpool",
+    "avg": "avgpool",
+    "dropout": "dropout",
+    "connected": "connected",
+    "conn": "connected",
+    "softmax": "softmax",
+    "soft": "softmax",
+    "cost": "cost",
+}
+
+# Per section: key -> (type, default). ``None`` as default means "required" (Darknet's
+# ``option_find`` without a default exits). Types: int, float, str, "ints" (comma list).
+_SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
+    "net": {
+        "batch": (int, 1),
+        "subdivisions": (int, 1),
+        "width": (int, 0),
+        "height": (int, 0),
+        "channels": (int, 0),
+    },
+    "convolutional": {
+        "filters": (int, 1),
+        "size": (int, 1),
+        "stride": (int, 1),
+        "stride_x": (int, -1),
+        "stride_y": (int, -1),
+        "pad": (int, 0),
+        "padding": (int, 0),
+        "groups": (int, 1),
+        "dilation": (int, 1),
+        "activation": (str, "logistic"),
+        "batch_normalize": (int, 0),
+        "cbn": (int, 0),
+    },
+    "route": {"layers": ("ints", None), "groups": (int, 1), "group_id": (int, 0)},
+    "shortcut": {
+        "from": ("ints", None),
+        "activation": (str, "linear"),
+        "weights_type": (str, "none"),
+        "weights_normalization": (str, "none"),
+    },
+    "maxpool": {
+        "size": (int, None),  # default: stride (resolved in the builder)
+        "stride": (int, 1),
+        "stride_x": (int, -1),
+        "stride_y": (int, -1),
+        "padding": (int, None),  # default: size - 1
+    },
+    "avgpool": {},
+    "dropout": {
+        "probability": (float, 0.2),
+        "dropblock": (int, 0),
+        "dropblock_size_abs": (float, 0.0),
+        "dropblock_size_rel": (float, 0.0),
+        # The key of AlexeyAB's first DropBlock commit (1df3ddc), read as dropblock_size_rel.
+        "dropblock_size": (float, 0.0),
+    },
+    "connected": {
+        "output": (int, 1),
+        "activation": (str, "logistic"),
+        "batch_normalize": (int, 0),
+    },
+    "softmax": {
+        "groups": (int, 1),
+        "temperature": (float, 1.0),
+        "noloss": (int, 0),
+    },
+    "cost": {"type": (str, "sse"), "scale": (float, 1.0), "ratio": (float, 0.0)},
+}
+
+#: Keys Darknet reads that do not change the network built here: reported once, not an error.
+_KNOWN_UNUSED: dict[str, set[str]] = {
+    "net": {
+        # optimiser and schedule (the harness's optim config applies)
+        "max_batches", "learning_rate", "learning_rate_min", "momentum", "decay", "policy",
+        "burn_in", "power", "step", "steps", "scale", "scales", "gamma", "sgdr_cycle",
+        "sgdr_mult", "batches_per_cycle", "batches_cycle_mult", "adam", "B1", "B2", "eps",
+        "loss_scale", "dynamic_minibatch", "optimized_memory", "workspace_size_limit_MB",
+        "try_fix_nan", "seq_scales", "num_steps",
+        # data augmentation (the harness's data config applies)
+        "min_crop", "max_crop", "center", "flip", "angle", "aspect", "saturation", "exposure",
+        "hue", "mixup", "cutmix", "mosaic", "blur", "gaussian_noise", "letter_box",
+        "mosaic_bound", "label_smooth_eps", "contrastive", "unsupervised", "adversarial_lr",
+        "attention", "track", "augment_speed", "sequential_subdivisions", "time_steps",
+        "inputs", "max_chart_loss", "show_receptive_field", "random", "resize", "jitter",
+    },
+    "convolutional": {"learning_rate", "stopbackward", "dontload", "dontloadscales", "stream",
+                      "wait_stream", "train_only_bn"},
+    "connected": {"learning_rate", "stopbackward", "dontload", "dontloadscales"},
+    "shortcut": {"stopbackward"},
+    "route": {"stopbackward", "stream", "wait_stream"},
+    "maxpool": {"stopbackward"},
+    "dropout": {"stopbackward"},
+    "avgpool": set(),
+    "softmax": set(),
+    "cost": set(),
+}  # fmt: skip
+
+
+@dataclass
+class Section:
+    """One ``[section]`` of a cfg file, its values with Darknet's defaults filled in."""
+
+    kind: str
+    #: The header as written (``conv`` for ``[conv]``).
+    header: str
+    line: int
+    #: Every key of the section's schema: the value written, or Darknet's default.
+    values: dict[str, Any] = field(default_factory=dict)
+    #: The keys that were written, with the line of each.
+    lines: dict[str, int] = field(default_factory=dict)
+    #: Known Darknet keys that the harness does not use, as written: ``{key: text}``.
+    unused: dict[str, str] = field(default_factory=dict)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.values[key]
+
+    def where(self, key: str | None = None) -> int:
+        """The line of ``key`` (or of the header when the key was not written)."""
+        return self.lines.get(key, self.line) if key else self.line
+
+
+@dataclass
+class DarknetCfg:
+    """A parsed cfg: its ``[net]`` section and its layers, in file order (index = Darknet's)."""
+
+    path: str
+    net: Section
+    layers: list[Section]
+
+    def error(self, section: Section, message: str, key: str | None = None) -> DarknetCfgError:
+        """An error for ``section`` (or its ``key``) that names this file and the line."""
+        what = f"[{section.header}]" + (f" {key}" if key else "")
+        return DarknetCfgError(f"{self.path}:{section.where(key)}: {what}: {message}")
+
+
+def _convert(kind: Any, text: str) -> Any:
+    if kind == "ints":
+        return [int(part) for part in text.split(",") if part != ""]
+    if kind is int:
+        # Darknet reads ints with atoi: "1.0" would be 1; accept an integral float, nothing else.
+        number = float(text)
+        if not number.is_integer():
+            raise ValueError(text)
+        return int(number)
+    if kind is float:
+        return float(text)
+    return text
+
+
+def parse_cfg_text(text: str, path: str = "<cfg>") -> DarknetCfg:
+    """Parse the text of a cfg file; ``path`` is only used in error messages.
+
+    Raises:
+        DarknetCfgError: on the first line that breaks the grammar, naming ``path`` and the line.
+    """
+    sections: list[Section] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = "".join(raw.split())  # Darknet's strip(): every whitespace character goes
+        if not line or line[0] in "#;":
+            continue
+        if line[0] == "[":
+            if not line.endswith("]"):
+                raise DarknetCfgError(f"{path}:{number}: section header {raw.strip()!r} lacks ']'")
+            header = line[1:-1]
+            kind = SECTION_ALIASES.get(header.lower())
+            if kind is None:
+                close = difflib.get_close_matches(header, list(SECTION_ALIASES), n=2)
+                hint = f"; did you mean {', '.join(f'[{c}]' for c in close)}?" if close else ""
+                raise DarknetCfgError(
+                    f"{path}:{number}: unknown or unsupported section [{header}]; supported: "
+                    f"{', '.join(f'[{s}]' for s in sorted(set(SECTION_ALIASES.values())))}{hint}"
+                )
+            sections.append(Section(kind=kind, header=header, line=number))
+            continue
+        if not sections:
+            raise DarknetCfgError(f"{path}:{number}: {raw.strip()!r} comes before any [section]")
+        section = sections[-1]
+        key, eq, value = line.partition("=")
+        if not eq or not key:
+            raise DarknetCfgError(
+                f"{path}:{number}: [{section.header}]: expected key=value, got {raw.strip()!r}"
+            )
+        if key in section.lines or key in section.unused:
+            first = section.lines.get(key, section.line)
+            raise DarknetCfgError(
+                f"{path}:{number}: [{section.header}] {key}: given twice (first on line {first})"
+            )
+        schema = _SCHEMA[section.kind]
+        if key in schema:
+            kind_of = schema[key][0]
+            try:
+                section.values[key] = _convert(kind_of, value)
+            except ValueError:
+                expected = {"ints": "a comma-separated list of integers", int: "an integer",
+                            float: "a number"}.get(kind_of, "a string")  # fmt: skip
+                raise DarknetCfgError(
+                    f"{path}:{number}: [{section.header}] {key}: expected {expected}, got {value!r}"
+                ) from None
+            section.lines[key] = number
+        elif key in _KNOWN_UNUSED[section.kind]:
+            section.unused[key] = value
+        else:
+            options = sorted(schema) + sorted(_KNOWN_UNUSED[section.kind])
+            close = difflib.get_close_matches(key, options, n=2)
+            hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+            raise DarknetCfgError(
+                f"{path}:{number}: [{section.header}]: unknown or unsupported key {key!r}; "
+                f"supported: {', '.join(sorted(schema)) or '(none)'}{hint}"
+            )
+
+    if not sections or sections[0].kind != "net":
+        where = sections[0].line if sections else 1
+        raise DarknetCfgError(f"{path}:{where}: a cfg must start with a [net] section")
+    for section in sections:
+        for key, (kind_of, default) in _SCHEMA[section.kind].items():
+            if key in section.values:
+                continue
+            if default is None and kind_of == "ints":
+                raise DarknetCfgError(
+                    f"{path}:{section.line}: [{section.header}]: the key {key!r} is required"
+                )
+            section.values[key] = default
+    net, layers = sections[0], sections[1:]
+    if extra := next((s for s in layers if s.kind == "net"), None):
+        raise DarknetCfgError(f"{path}:{extra.line}: [{extra.header}] may appear only first")
+    if not layers:
+        raise DarknetCfgError(f"{path}:{net.line}: the cfg has no layers after [net]")
+    return DarknetCfg(path=path, net=net, layers=layers)
+
+
+def parse_cfg(path: str | Path) -> DarknetCfg:
+    """Read and parse a cfg file (see :func:`parse_cfg_text`)."""
+    file = Path(path)
+    try:
+        text = file.read_text()
+    except OSError as err:
+        raise DarknetCfgError(f"{file}: cannot read the Darknet cfg: {err.strerror}") from None
+    return parse_cfg_text(text, str(file))
