@@ -1,6 +1,7 @@
 """``python -m reports PATH... [--baseline regularizer=none] [--pivot regularizer,batch]
 [--metric top1] [--out RESULTS.md] [--include-stale] [--no-plots] [--wandb ENTITY/PROJECT]``.
 
+A PATH that is an Optuna study directory also gets its study summary (``reports.optuna_study``).
 Documented in docs/REPORTS.md.
 """
 
@@ -67,6 +68,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.paths and not args.wandb:
         parser.error("give PATHs of run records, or --wandb ENTITY/PROJECT")
+    # Optuna study directories (optuna_study.json): the study summary first (best overrides,
+    # TRIALS.md, plots); RESULTS.md below is then written with this command's layout.
+    if not (args.wandb or args.wandb_offline):
+        from reports.optuna_study import is_study_dir, write_study_summary
+
+        for path in args.paths:
+            if is_study_dir(path):
+                print(write_study_summary(path))
     options = dict(
         rows=args.rows,
         columns=args.columns,

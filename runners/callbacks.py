@@ -1,7 +1,9 @@
 """Hydra callbacks: at the end of a multirun, tabulate the sweep into ``RESULTS.md``.
 
 Registered in ``conf/config.yaml`` under ``hydra.callbacks``. The aggregation itself lives in
-``reports`` so that ``python -m reports`` and this callback produce the same file.
+``reports`` so that ``python -m reports`` and this callback produce the same file. The callback
+also notes which jobs of the sweep did not complete (``runners.sweep_outcome``), which decides
+the exit status of ``run.py -m``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
+
+from runners import sweep_outcome
 
 __all__ = ["ResultsTableCallback"]
 
@@ -27,6 +31,13 @@ class ResultsTableCallback(Callback):
     ``report.include_stale`` (default false).
     """
 
+    def __init__(self) -> None:
+        self._before: sweep_outcome.Snapshot = {}
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_outcome.mark_started()
+        self._before = sweep_outcome.snapshot(Path(config.hydra.sweep.dir).resolve())
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from reports import write_results
 
@@ -34,6 +45,7 @@ class ResultsTableCallback(Callback):
             return  # torchrun: every process ran the sweep; rank 0 tabulates it
 
         sweep_dir = Path(config.hydra.sweep.dir).resolve()
+        sweep_outcome.summarize(sweep_dir, self._before)
         report = config.get("report", {})
         rows = report.get("rows", "regularizer")
         columns = report.get("columns", "batch")
@@ -41,15 +53,20 @@ class ResultsTableCallback(Callback):
         baseline = report.get("baseline", "regularizer=none")
         if baseline and baseline.partition("=")[0] not in (rows, columns):
             baseline = None
-        path = write_results(
-            [sweep_dir],
-            out=sweep_dir / report.get("out", "RESULTS.md"),
-            rows=rows,
-            columns=columns,
-            metrics=list(report.get("metrics", ["top1", "top5"])),
-            baseline=baseline,
-            include_stale=bool(report.get("include_stale", False)),
-            title=f"Study `{config.get('study', sweep_dir.name)}`",
-        )
+        try:
+            path = write_results(
+                [sweep_dir],
+                out=sweep_dir / report.get("out", "RESULTS.md"),
+                rows=rows,
+                columns=columns,
+                metrics=list(report.get("metrics", ["top1", "top5"])),
+                baseline=baseline,
+                include_stale=bool(report.get("include_stale", False)),
+                title=f"Study `{config.get('study', sweep_dir.name)}`",
+            )
+        except Exception:  # the records are safe; the table can be made with python -m reports
+            log.exception("could not write the results table of %s", sweep_dir)
+            sweep_outcome.fail()
+            return
         log.info("results table: %s", path)
         print(f"results: {path}")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -35,6 +36,7 @@ __all__ = [
     "DataConfig",
     "DdpConfig",
     "Device",
+    "DivergenceConfig",
     "GroupRegularizerConfig",
     "LoggerConfig",
     "OptimConfig",
@@ -57,7 +59,9 @@ REPORT_METRICS = ("top1", "top5", "loss", "AP", "AP50", "AP75", "APs", "APm", "A
 #: Groups are the four backbone stages of the DropBlock paper (ResNet conv2_x .. conv5_x).
 GROUPS = ("1", "2", "3", "4")
 #: Keys that do not change what a run computes, so they are left out of the config hash.
-HASH_EXCLUDED_KEYS = ("logger", "report", "study", "checkpoint")
+#: ``divergence`` only decides when a run is stopped, ``force`` only whether it reruns,
+#: ``checkpoint`` only how often state is saved.
+HASH_EXCLUDED_KEYS = ("logger", "report", "study", "checkpoint", "divergence", "force")
 
 
 class ConfigError(ValueError):
@@ -232,6 +236,22 @@ class LoggerConfig:
     project: str = "ablation-harness"
     entity: str | None = None
     mode: LoggerMode = LoggerMode.offline
+    #: Seconds ``wandb.init`` may take (online: reaching the server) before the job goes on
+    #: without W&B.
+    init_timeout: float = 60.0
+
+
+@dataclass
+class DivergenceConfig:
+    """When a job stops with status ``diverged`` (``runners.divergence``).
+
+    A NaN or infinite training loss always stops it; so does a loss above ``factor`` times the
+    first one (``null`` turns that rule off).
+    """
+
+    factor: float | None = 10.0
+    #: Forwards between checks; each check waits for the device once.
+    check_every: int = 10
 
 
 @dataclass
@@ -267,6 +287,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     ddp: DdpConfig = field(default_factory=DdpConfig)
+    divergence: DivergenceConfig = field(default_factory=DivergenceConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     #: The study this job belongs to: W&B group and sweep directory name.
@@ -284,6 +305,8 @@ class Config:
     channels_last: bool = True
     #: Deterministic algorithms (exact reruns on the CPU; slower cuDNN choices on GPU).
     deterministic: bool = True
+    #: Rerun a job even when its directory holds a completed run of the same config and code.
+    force: bool = False
 
 
 def register_configs() -> None:
@@ -306,7 +329,7 @@ def _name_error(key: str, value: str, options: tuple[str, ...] | list[str]) -> C
 
 def _check_range(key: str, value: float, low: float, high: float | None, high_open: bool) -> None:
     too_high = high is not None and (value >= high if high_open else value > high)
-    if value < low or too_high:
+    if not math.isfinite(value) or value < low or too_high:
         upper = "∞)" if high is None else (f"{high})" if high_open else f"{high}]")
         raise ConfigError(f"{key} must be in [{low}, {upper}, got {value}")
 
@@ -375,7 +398,13 @@ def validate(cfg: DictConfig | Config) -> None:
         for key in ("train_images", "val_images"):
             if getattr(data, key) < 1:
                 raise ConfigError(f"data.{key} must be >= 1, got {getattr(data, key)}")
-    if len(data.mean) != 3 or len(data.std) != 3 or any(s <= 0 for s in data.std):
+    values = [*data.mean, *data.std]
+    if (
+        len(data.mean) != 3
+        or len(data.std) != 3
+        or any(s <= 0 for s in data.std)
+        or not all(math.isfinite(v) for v in values)
+    ):
         raise ConfigError(
             f"data.mean and data.std need 3 values with std > 0, got {list(data.mean)}, {list(data.std)}"
         )
@@ -420,7 +449,9 @@ def validate(cfg: DictConfig | Config) -> None:
         if effective["size_mode"] not in SIZE_MODES:
             raise _name_error(f"{prefix}.size_mode", effective["size_mode"], SIZE_MODES)
         size = effective["block_size"]
-        if effective["size_mode"] == "abs" and (size < 1 or size != int(size)):
+        if effective["size_mode"] == "abs" and (
+            not math.isfinite(size) or size < 1 or size != int(size)
+        ):
             key = "dropblock_size_abs" if settings.dropblock_size_abs is not None else "block_size"
             raise ConfigError(
                 f"{prefix}.{key} must be an integer >= 1 with size_mode=abs, got {size}"
@@ -435,8 +466,8 @@ def validate(cfg: DictConfig | Config) -> None:
     opt = cfg.optim
     if opt.name != "sgd":
         raise _name_error("optim.name", opt.name, ("sgd",))
-    if opt.base_lr <= 0:
-        raise ConfigError(f"optim.base_lr must be > 0, got {opt.base_lr}")
+    if not (math.isfinite(opt.base_lr) and opt.base_lr > 0):
+        raise ConfigError(f"optim.base_lr must be > 0 and finite, got {opt.base_lr}")
     _check_range("optim.momentum", opt.momentum, 0.0, 1.0, True)
     _check_range("optim.weight_decay", opt.weight_decay, 0.0, None, False)
     _check_range("optim.warmup_epochs", opt.warmup_epochs, 0.0, None, False)
@@ -447,6 +478,16 @@ def validate(cfg: DictConfig | Config) -> None:
         )
     if cfg.logger.name not in ("wandb", "none"):
         raise _name_error("logger.name", cfg.logger.name, ("wandb", "none"))
+    if not (math.isfinite(cfg.logger.init_timeout) and cfg.logger.init_timeout > 0):
+        raise ConfigError(f"logger.init_timeout must be > 0 seconds, got {cfg.logger.init_timeout}")
+
+    div = cfg.divergence
+    if div.factor is not None and not (math.isfinite(div.factor) and div.factor > 1):
+        raise ConfigError(
+            f"divergence.factor must be > 1 (times the first loss) or null, got {div.factor}"
+        )
+    if div.check_every < 1:
+        raise ConfigError(f"divergence.check_every must be >= 1 forwards, got {div.check_every}")
     for metric in cfg.report.metrics:
         if metric not in REPORT_METRICS:
             raise _name_error("report.metrics", metric, REPORT_METRICS)

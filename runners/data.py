@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 from torchvision import datasets
 from torchvision.transforms import v2
 
+from runners.images import read_rgb
 from runners.sampler import EpochShuffleSampler
 from runners.synthetic import ensure_synthetic_dataset
 
@@ -59,8 +60,7 @@ class _CachedLoader:
     def __call__(self, path: str) -> Image.Image:
         image = self._images.get(path)
         if image is None:
-            image = datasets.folder.default_loader(path)
-            image.load()
+            image = read_rgb(path)
             self._images[path] = image
         return image
 
@@ -108,7 +108,7 @@ def build_data(data: Any, batch: int, seed: int, pin_memory: bool = False) -> Da
     mini-batches.
     """
     root = dataset_root(data)
-    loader = _CachedLoader() if data.cache_images else datasets.folder.default_loader
+    loader = _CachedLoader() if data.cache_images else read_rgb
     train_set = datasets.ImageFolder(
         str(root / "train"), transform=_transforms(data, train=True), loader=loader
     )

@@ -1,9 +1,13 @@
-"""The job wrapper: validate, record ``running``, fit, record the outcome, finish tracking.
+"""The job wrapper: check, skip if done, record ``running``, fit, record the outcome, finish tracking.
 
-Whatever happens inside training, ``run.json`` ends with the true status (``completed``, or
-``failed`` with the error and traceback) and the W&B run is finished (with a non-zero exit code
-on failure), then the exception is re-raised. A config error is raised before anything is
-written, so a bad command leaves no record behind.
+Whatever happens inside training, ``run.json`` ends with the true status (``completed``;
+``diverged`` when the loss blew up, see ``runners.divergence``; the ``run_status`` an exception
+carries, ``pruned`` from an Optuna trial, see ``runners.optuna_trial``; or ``failed`` with the
+error and traceback) and the W&B run is finished (with a non-zero exit code unless completed,
+and tagged ``diverged`` when it diverged), then the exception is re-raised. A config error is
+raised before anything is written, so a bad command leaves no record behind. A job whose
+directory already holds a completed run of the same config and code is not run again
+(``runners.skip``; ``force=true`` reruns it).
 """
 
 from __future__ import annotations
@@ -20,9 +24,13 @@ from typing import Any
 from omegaconf import DictConfig
 
 from runners import distributed
-from runners.config import config_hash, resolved_container, validate
+from runners.config import config_hash, resolved_container
+from runners.divergence import DivergedError, DivergenceGuard
 from runners.environment import code_version, package_versions, resolve_device
+from runners.optuna_trial import trial_from_env
+from runners.preflight import preflight
 from runners.record import RECORD_NAME, RunRecord
+from runners.skip import reusable_record
 from runners.tracking import NullTracker, create_tracker
 
 __all__ = ["JobContext", "run_job"]
@@ -57,20 +65,36 @@ def run_job(cfg: DictConfig, context: JobContext) -> RunRecord:
 
     Under ``torchrun`` (``WORLD_SIZE`` > 1) every process runs this; they share rank 0's job
     dir, and only rank 0 writes the record and logs to W&B (``runners.distributed``).
+
+    Returns the job's record: the new one, or the earlier completed one when the job is
+    skipped. Raises :class:`~runners.config.ConfigError` before writing anything when the
+    config cannot make a run, and :class:`~runners.divergence.DivergedError` (after recording
+    ``diverged``) when the loss diverged.
     """
     from runners.darknet_net import adopt_net_options
     from runners.train import fit  # torch-heavy; keeps `run.py --help` fast
 
     adopt_net_options(cfg, context.overrides)  # backbone=darknet: the cfg's [net] batch
-    validate(cfg)
+    preflight(cfg)
+    # The Optuna trial this job is, when the Optuna sweeper launched it (else None).
+    trial = trial_from_env()
     device = resolve_device(str(getattr(cfg.device, "value", cfg.device)))
     # torchrun: check the world, join the process group, agree on rank 0's job dir.
     world = distributed.current_world()
     distributed.validate_world(cfg, world, device.type)
+    config = resolved_container(cfg)
+    digest, code = config_hash(config), code_version()
     device = distributed.init_process_group(world, device)
     job_dir = distributed.join_job_dir(context.job_dir)
     write = (lambda r: r.write(job_dir)) if world.main else (lambda _r: None)
-    config = resolved_container(cfg)
+    if not cfg.force:
+        previous = reusable_record(job_dir, digest, code)
+        if previous is not None:
+            log.info(
+                "skipped %s: already completed with this config and code (force=true reruns it)",
+                job_dir,
+            )
+            return previous
     record = RunRecord(
         status="running",
         study=cfg.study,
@@ -78,8 +102,8 @@ def run_job(cfg: DictConfig, context: JobContext) -> RunRecord:
         job_dir=str(job_dir),
         overrides=list(context.overrides),
         config=config,
-        config_hash=config_hash(config),
-        code_version=code_version(),
+        config_hash=digest,
+        code_version=code,
         packages=package_versions(),
         host=socket.gethostname(),
         device=str(device),
@@ -96,18 +120,31 @@ def run_job(cfg: DictConfig, context: JobContext) -> RunRecord:
             job_dir=job_dir,
             run_name=context.run_name,
             group=cfg.study,
-            tags=_tags(config, record.mini_batch),
+            tags=_tags(config, record.mini_batch) + (trial.tags if trial else []),
             config=config,
         )
         if world.main
         else NullTracker()
     )
+    guard = DivergenceGuard.from_config(cfg.divergence)
+
+    def on_epoch_end(current: RunRecord) -> None:
+        write(current)
+        guard.flush()  # losses not yet checked; raises DivergedError after the record is saved
+        if trial is not None and world.main:
+            trial.report(current)  # may raise PrunedByOptuna (run_status "pruned")
+
     start = time.perf_counter()
     try:
-        fit(cfg, record, tracker, device, on_epoch_end=write)
+        fit(cfg, record, tracker, device, on_epoch_end=on_epoch_end, divergence=guard)
         record.status = "completed"
+    except DivergedError as err:
+        record.status = "diverged"
+        record.error = str(err)
+        tracker.mark("diverged", str(err))
+        raise
     except BaseException as err:
-        record.status = "failed"
+        record.status = getattr(err, "run_status", "failed")
         record.error = f"{type(err).__name__}: {err}"
         record.traceback = traceback.format_exc()
         raise

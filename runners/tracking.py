@@ -6,13 +6,19 @@ included, or later jobs log into the first run (wandb #1314, lightning-hydra-tem
 :func:`runners.job.run_job` does that in ``finally``. ``logger=none`` never imports wandb.
 
 A tracking failure never fails a run: it is reported once as a warning and the run record
-still holds everything.
+still holds everything. That covers online mode without a key or a network (``wandb.init``
+raises, or times out after ``logger.init_timeout`` seconds), a W&B directory that cannot be
+written (checked before ``wandb.init``, which would otherwise fall back to a temporary
+directory), and a disk that fills up during the run (the first failing call disables W&B for
+the rest of the job).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,6 +31,7 @@ log = logging.getLogger(__name__)
 class Tracker(Protocol):
     def log(self, metrics: dict[str, float], step: int) -> None: ...
     def summary(self, values: dict[str, Any]) -> None: ...
+    def mark(self, status: str, reason: str) -> None: ...
     def finish(self, exit_code: int) -> None: ...
 
 
@@ -35,6 +42,9 @@ class NullTracker:
         pass
 
     def summary(self, values: dict[str, Any]) -> None:
+        pass
+
+    def mark(self, status: str, reason: str) -> None:
         pass
 
     def finish(self, exit_code: int) -> None:
@@ -53,8 +63,14 @@ class WandbTracker:
         try:
             fn(*args, **kwargs)
         except Exception as err:  # tracking must never fail a run
-            warnings.warn(f"W&B {what} failed, tracking disabled for this run: {err}", stacklevel=3)
-            self._run = None
+            warnings.warn(
+                f"W&B {what} failed ({type(err).__name__}: {err}); tracking disabled for this "
+                f"run, run.json still holds everything",
+                stacklevel=3,
+            )
+            run, self._run = self._run, None
+            with contextlib.suppress(Exception):
+                run.finish(exit_code=1)
 
     def log(self, metrics: dict[str, float], step: int) -> None:
         if self._run is not None:
@@ -63,6 +79,12 @@ class WandbTracker:
     def summary(self, values: dict[str, Any]) -> None:
         if self._run is not None:
             self._guard("summary", self._run.summary.update, values)
+
+    def mark(self, status: str, reason: str) -> None:
+        """Tag the run with its status (e.g. ``diverged``) and put the reason in its summary."""
+        if self._run is not None:
+            self._guard("tag", setattr, self._run, "tags", (*self._run.tags, status))
+        self.summary({"status": status, "status_reason": reason})
 
     def finish(self, exit_code: int) -> None:
         if self._run is not None:
@@ -86,6 +108,17 @@ def create_tracker(
     if logger_cfg.name == "none":
         return NullTracker()
     mode = str(getattr(logger_cfg.mode, "value", logger_cfg.mode))
+    wandb_dir = Path(job_dir) / "wandb"
+    try:
+        wandb_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=wandb_dir):
+            pass
+    except OSError as err:
+        warnings.warn(
+            f"W&B directory {wandb_dir} is not writable ({err}); continuing with run.json only",
+            stacklevel=2,
+        )
+        return NullTracker()
     try:
         import wandb
 
@@ -100,7 +133,11 @@ def create_tracker(
             tags=tags,
             config=config,
             reinit="finish_previous",
-            settings=wandb.Settings(console="off", x_disable_stats=True),
+            settings=wandb.Settings(
+                console="off",
+                x_disable_stats=True,
+                init_timeout=float(getattr(logger_cfg, "init_timeout", 60.0)),
+            ),
         )
     except Exception as err:
         warnings.warn(

@@ -27,6 +27,7 @@ from layers import apply_regularizer
 from models import create_backbone, measure_complexity
 from runners import distributed
 from runners.checkpoint import LoopPosition, load_checkpoint, restore_checkpoint, save_checkpoint
+from runners.divergence import DivergenceGuard
 from runners.environment import peak_memory_mb
 from runners.optim import build_optimizer, lr_at, scaled_lr
 from runners.progress import EpochProgress
@@ -190,9 +191,12 @@ def fit(
     tracker: Tracker,
     device: torch.device,
     on_epoch_end: Callable[[RunRecord], None] = lambda _record: None,
+    divergence: DivergenceGuard | None = None,
 ) -> RunRecord:
     """Train ``cfg.epochs`` epochs, evaluating every ``task.eval_every`` and after the last;
-    fills ``record`` as it goes."""
+    fills ``record`` as it goes. ``divergence`` sees every training loss and stops the job when
+    it diverges.
+    """
     seed_everything(cfg.seed, cfg.deterministic)
     task = build_task(cfg, device)
     model = distributed.convert_sync_batchnorm(task.model, cfg.ddp.sync_bn)
@@ -215,6 +219,7 @@ def fit(
     steps_per_epoch = len(task.train)
     total_steps = steps_per_epoch * cfg.epochs
     warmup_steps = round(cfg.optim.warmup_epochs * steps_per_epoch)
+    loss_fn = task.loss if divergence is None else divergence.watch(task.loss)
     autocast = lambda: _autocast(device, cfg.amp)  # noqa: E731
     # Scheduled layers (DropBlock, CBN burn-in and CmBN reset) learn the step once per optimizer step.
     scheduled = [m for m in model.modules() if callable(getattr(m, "set_schedule_step", None))]
@@ -229,7 +234,7 @@ def fit(
     # ends only: DistributedSampler cannot start an epoch midway (docs/DISTRIBUTED.md).
     writes_checkpoints = checkpointing and distributed.is_main()
     position = LoopPosition()
-    if checkpointing and cfg.checkpoint.resume:
+    if checkpointing and cfg.checkpoint.resume and not cfg.get("force", False):
         payload = load_checkpoint(job_dir, record.config_hash)
         if payload is not None:
             position = restore_checkpoint(payload, model=model, optimizer=optimizer, record=record)
@@ -290,7 +295,7 @@ def fit(
             train_model,
             task.train,
             optimizer,
-            task.loss,
+            loss_fn,
             device=device,
             subdivisions=cfg.subdivisions,
             lr_for_step=lambda s: lr_at(s, total_steps, warmup_steps, peak_lr),

@@ -11,6 +11,8 @@ from runners.record import load_record
 from tests.conftest import ROOT, run_cli
 
 TINY_CLI = ["epochs=1", "data.train_per_class=6", "data.val_per_class=3", "device=cpu"]
+#: Extra overrides a study needs at the tiny budget (an Optuna search: two trials).
+STUDY_TINY = {"dropblock_search": ["hydra.sweeper.n_trials=2"]}
 
 
 def test_multirun_writes_records_results_and_wandb(tmp_path, data_cache):
@@ -76,7 +78,7 @@ def test_single_run_prints_its_record(tmp_path, data_cache):
 def test_every_study_runs_at_a_tiny_budget(tmp_path, data_cache, study):
     sweep = tmp_path / study
     result = run_cli(
-        "-m", f"ablation={study}", *TINY_CLI, "logger=none", "seed=0",
+        "-m", f"ablation={study}", *TINY_CLI, "logger=none", "seed=0", *STUDY_TINY.get(study, []),
         f"data.cache_dir={data_cache}", f"hydra.sweep.dir={sweep}",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]

@@ -1,0 +1,205 @@
+"""An Optuna study's summary, written into its study directory.
+
+Files (all rewritten on every call, so the latest worker to finish leaves the complete picture):
+
+- ``best_overrides.txt``: the best trial's Hydra overrides on one line (``python run.py <line>``
+  trains that configuration again);
+- ``best_params.yaml``: the same as YAML, with the trial number, metric, value and job dir;
+- ``TRIALS.md``: every trial (state, parameters, value, epochs run, job dir, error);
+- ``optimization_history.png``, ``param_importances.png``, ``contour.png`` (the rate against the
+  block size): Optuna's matplotlib plots (Agg backend, no display needed);
+- ``RESULTS.md``: the run records' tables (``reports.write_results``), as for any study.
+
+A study directory is recognised by its ``optuna_study.json`` (``runners.optuna_settings``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from runners.optuna_settings import SETTINGS_NAME, StudySettings, objective_metric
+from runners.record import RECORD_NAME, load_record
+
+__all__ = ["is_study_dir", "write_study_summary"]
+
+log = logging.getLogger(__name__)
+
+BEST_LINE = "best_overrides.txt"
+BEST_YAML = "best_params.yaml"
+TRIALS = "TRIALS.md"
+
+
+def is_study_dir(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is an Optuna study directory (holds ``optuna_study.json``)."""
+    return (Path(path) / SETTINGS_NAME).is_file()
+
+
+def _write(path: Path, text: str) -> None:
+    """Atomic, with a temporary name of its own: workers on one study may write at once."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value).replace("|", "\\|").replace("\n", " ") if value is not None else ""
+
+
+def _epochs_run(trial: Any) -> int | None:
+    job_dir = trial.user_attrs.get("job_dir")
+    if job_dir and (Path(job_dir) / RECORD_NAME).is_file():
+        try:
+            return len(load_record(Path(job_dir)).epochs)
+        except ValueError:
+            pass
+    return len(trial.intermediate_values) or None
+
+
+def _task(trials: list[Any]) -> str:
+    """The task of the study's runs (``task.name`` of the first trial with a run record)."""
+    for trial in trials:
+        path = Path(trial.user_attrs.get("job_dir", "")) / RECORD_NAME
+        if path.is_file():
+            return load_record(path).config.get("task", {}).get("name", "")
+    return ""
+
+
+def _trials_table(study: Any, settings: StudySettings, metric: str, best: Any) -> str:
+    trials = study.get_trials(deepcopy=False)
+    names = list(dict.fromkeys(name for t in trials for name in t.params))
+    counts: dict[str, int] = {}
+    for t in trials:
+        counts[t.state.name.lower()] = counts.get(t.state.name.lower(), 0) + 1
+    lines = [
+        f"# Optuna study `{settings.study_name}`",
+        "",
+        f"{len(trials)} trials ({', '.join(f'{n} {s}' for s, n in sorted(counts.items()))}); "
+        f"objective: {'maximize' if settings.maximize else 'minimize'} validation {metric} "
+        f"after the last epoch; pruner: {settings.pruner['name']}; "
+        f"storage: `{settings.display()}` (`optuna-dashboard <storage>`).",
+        "",
+    ]
+    if best is not None:
+        lines += [
+            f"Best: trial {best.number}, {metric} = {best.value:.4g}. "
+            f"Train it again: `python run.py {' '.join(best.user_attrs.get('overrides', []))}`",
+            "",
+        ]
+    header = ["trial", "state", *names, metric, "epochs run", "job dir", "error"]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for t in trials:
+        value = t.value if t.value is not None else None
+        job_dir = t.user_attrs.get("job_dir")
+        row = [
+            t.number,
+            t.state.name.lower(),
+            *(t.params.get(n) for n in names),
+            value,
+            _epochs_run(t),
+            f"`{Path(job_dir).name}`" if job_dir else None,
+            t.user_attrs.get("error"),
+        ]
+        lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def _contour_pair(names: list[str]) -> list[str] | None:
+    """The rate and block size of one group (the last group that has both), else None."""
+    for name in reversed(names):
+        if name.endswith(".p"):
+            prefix = name.removesuffix(".p")
+            for other in (f"{prefix}.block_size", f"{prefix}.dropblock_size_abs"):
+                if other in names:
+                    return [name, other]
+    rates = [n for n in names if n.endswith(".p")]
+    sizes = [n for n in names if n.endswith("block_size")]
+    return [rates[-1], sizes[-1]] if rates and sizes else None
+
+
+def _plots(study: Any, study_dir: Path, metric: str) -> list[str]:
+    """Write the PNG plots; returns notes for the plots that could not be drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import optuna.visualization.matplotlib as vis
+
+    names = list(dict.fromkeys(n for t in study.get_trials(deepcopy=False) for n in t.params))
+    pair = _contour_pair(names)
+    plots = {
+        "optimization_history.png": lambda: vis.plot_optimization_history(
+            study, target_name=metric
+        ),
+        "param_importances.png": lambda: vis.plot_param_importances(study, target_name=metric),
+        "contour.png": lambda: vis.plot_contour(study, params=pair, target_name=metric),
+    }
+    notes = []
+    for filename, draw in plots.items():
+        if filename == "contour.png" and pair is None:
+            notes.append(f"{filename}: no rate (.p) and block size among the parameters")
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental
+                axes = draw()
+            figure = (axes.flat[0] if hasattr(axes, "flat") else axes).get_figure()
+            fd, tmp = tempfile.mkstemp(prefix=f".{filename}.", suffix=".png", dir=study_dir)
+            os.close(fd)
+            figure.savefig(tmp, dpi=100, bbox_inches="tight")
+            os.replace(tmp, study_dir / filename)
+            plt.close(figure)
+        except Exception as err:  # too few complete trials for importances, and the like
+            notes.append(f"{filename}: not drawn ({type(err).__name__}: {err})")
+            plt.close("all")
+    return notes
+
+
+def write_study_summary(study_dir: str | os.PathLike[str]) -> Path:
+    """Write the study's summary files into ``study_dir``; returns the path of ``TRIALS.md``."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from reports.results import write_results
+
+    study_dir = Path(study_dir).resolve()
+    settings = StudySettings.read(study_dir)
+    study = optuna.load_study(study_name=settings.study_name, storage=settings.open_storage())
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    finite = [t for t in complete if t.value is not None and math.isfinite(t.value)]
+    best = None
+    if finite:
+        best = (max if settings.maximize else min)(finite, key=lambda t: t.value)
+    metric = objective_metric(settings.metric, _task(finite))
+    if best is not None:
+        overrides = list(best.user_attrs.get("overrides", []))
+        _write(study_dir / BEST_LINE, " ".join(overrides) + "\n")
+        best_yaml = {
+            "study": settings.study_name,
+            "trial": best.number,
+            "metric": metric,
+            "value": best.value,
+            "params": dict(best.params),
+            "overrides": overrides,
+            "job_dir": best.user_attrs.get("job_dir"),
+        }
+        _write(study_dir / BEST_YAML, yaml.safe_dump(best_yaml, sort_keys=False))
+    text = _trials_table(study, settings, metric, best)
+    notes = _plots(study, study_dir, metric) if complete else ["no complete trial: no plots"]
+    if notes:
+        text += "\nPlots left out:\n\n" + "".join(f"- {n}\n" for n in notes)
+    target = study_dir / TRIALS
+    _write(target, text)
+    write_results([study_dir], out=study_dir / "RESULTS.md", title=f"Study `{settings.study_name}`")
+    return target

@@ -1,0 +1,213 @@
+"""One Optuna study's settings, shared by the sweeper, its jobs and the study report.
+
+The sweeper writes them to ``optuna_study.json`` in the study directory; a job launched for a
+trial reads that file (its path comes in an environment variable) to open the same storage with
+the same pruner, and ``python -m reports <study dir>`` reads it to find the study again.
+
+Storage specs (``hydra.sweeper.storage``):
+
+- ``null`` (default): the SQLite file ``optuna.db`` in the study directory; nothing to install;
+- any SQLAlchemy URL Optuna accepts: ``sqlite:///path.db``, ``postgresql+psycopg://user@host/db``
+  (``pip install -e '.[postgres]'``), ``mysql+pymysql://...``;
+- ``journal`` (``optuna.journal`` in the study directory), or ``journal:<path>``: Optuna's journal
+  file, for shared file systems (NFS) where SQLite's locking does not work.
+
+Optuna is imported inside the functions, so reading the settings stays light.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "DIRECTIONS",
+    "PRUNERS",
+    "SAMPLERS",
+    "SETTINGS_NAME",
+    "StudySettings",
+    "objective_metric",
+]
+
+SETTINGS_NAME = "optuna_study.json"
+PRUNERS = ("median", "hyperband", "none")
+SAMPLERS = ("tpe", "random")
+DIRECTIONS = ("auto", "maximize", "minimize")
+#: Seconds between a running trial's heartbeats, and how long without one makes it stale
+#: (failed, so that a resumed study runs it again). RDB storages only.
+HEARTBEAT_INTERVAL_S = 20
+HEARTBEAT_GRACE_S = 120
+#: Metrics where smaller is better (``direction: auto`` minimises them).
+_LOWER_IS_BETTER = ("loss",)
+
+
+def quiet_optuna() -> None:
+    """Silence Optuna's notes that heartbeats and ask-and-tell are experimental; we use both on
+    purpose (heartbeats outside ``Study.optimize`` are recorded by the sweeper)."""
+    import optuna
+
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+
+
+def objective_metric(metric: str, task: str) -> str:
+    """The metric a trial is scored by: ``auto`` is Top-1, or AP for ``task=detect``."""
+    if metric != "auto":
+        return metric
+    return "AP" if task == "detect" else "top1"
+
+
+def _check(key: str, value: str, options: tuple[str, ...]) -> None:
+    if value not in options:
+        raise ValueError(f"hydra.sweeper.{key} must be one of {', '.join(options)}, got {value!r}")
+
+
+@dataclass
+class StudySettings:
+    """Everything needed to reopen a study and score and prune its trials."""
+
+    study_name: str
+    storage: str
+    metric: str = "auto"
+    direction: str = "auto"
+    n_trials: int = 20
+    pruner: dict[str, Any] = field(default_factory=lambda: {"name": "median"})
+    sampler: dict[str, Any] = field(default_factory=lambda: {"name": "tpe"})
+
+    def __post_init__(self) -> None:
+        _check("direction", self.direction, DIRECTIONS)
+        _check("pruner.name", self.pruner.get("name", ""), PRUNERS)
+        _check("sampler.name", self.sampler.get("name", ""), SAMPLERS)
+        if self.n_trials < 1:
+            raise ValueError(f"hydra.sweeper.n_trials must be >= 1, got {self.n_trials}")
+
+    @staticmethod
+    def resolve_storage(spec: str | None, study_dir: Path) -> str:
+        """The storage spec with its default filled in and file paths made absolute."""
+        study_dir = Path(study_dir).resolve()
+        if spec is None or spec == "":
+            return f"sqlite:///{study_dir / 'optuna.db'}"
+        if spec == "journal":
+            return f"journal:{study_dir / 'optuna.journal'}"
+        if spec.startswith("journal:"):
+            return f"journal:{Path(spec.removeprefix('journal:')).resolve()}"
+        if "://" in spec:
+            return spec
+        raise ValueError(
+            f"hydra.sweeper.storage must be null (SQLite in the study dir), a database URL "
+            f"(sqlite:///..., postgresql://...), 'journal' or 'journal:<path>', got {spec!r}"
+        )
+
+    @property
+    def maximize(self) -> bool:
+        """Whether larger is better (``direction: auto`` decides by the metric)."""
+        if self.direction == "auto":
+            return self.metric not in _LOWER_IS_BETTER
+        return self.direction == "maximize"
+
+    def display(self) -> str:
+        """The storage with any password hidden, as ``optuna-dashboard`` takes it (a journal is
+        given as its file path)."""
+        if self.storage.startswith("journal:"):
+            return self.storage.removeprefix("journal:")
+        from sqlalchemy.engine import make_url
+
+        return make_url(self.storage).render_as_string(hide_password=True)
+
+    def open_storage(self) -> Any:
+        """The Optuna storage (an RDB with heartbeats, or a journal file)."""
+        import optuna
+
+        quiet_optuna()
+        if self.storage.startswith("journal:"):
+            path = self.storage.removeprefix("journal:")
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(path))
+        engine_kwargs: dict[str, Any] = {}
+        if self.storage.startswith("sqlite:"):
+            # Several workers write one file: wait for SQLite's lock instead of failing at once.
+            engine_kwargs["connect_args"] = {"timeout": 120}
+            Path(self.storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        else:
+            engine_kwargs["pool_pre_ping"] = True
+        import sqlalchemy.exc
+
+        for attempt in range(5):
+            try:
+                return optuna.storages.RDBStorage(
+                    self.storage,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=HEARTBEAT_INTERVAL_S,
+                    grace_period=HEARTBEAT_GRACE_S,
+                )
+            except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError):
+                # Workers that start together race to create the tables and the schema version.
+                if attempt == 4:
+                    raise
+                time.sleep(0.5 + attempt)
+        raise AssertionError("unreachable")
+
+    def make_pruner(self) -> Any:
+        """``MedianPruner`` (default), ``HyperbandPruner`` or ``NopPruner``; other keys are its
+        arguments."""
+        import optuna
+
+        kwargs = {k: v for k, v in self.pruner.items() if k != "name" and v is not None}
+        name = self.pruner["name"]
+        if name == "median":
+            return optuna.pruners.MedianPruner(**kwargs)
+        if name == "hyperband":
+            return optuna.pruners.HyperbandPruner(**kwargs)
+        return optuna.pruners.NopPruner()
+
+    def make_sampler(self, worker: int = 0) -> Any:
+        """TPE (default) or random; a set ``seed`` is offset by ``worker`` so that the processes
+        of one command do not all sample the same points."""
+        import optuna
+
+        kwargs = {k: v for k, v in self.sampler.items() if k != "name"}
+        if kwargs.get("seed") is not None:
+            kwargs["seed"] = int(kwargs["seed"]) + worker
+        if self.sampler["name"] == "random":
+            return optuna.samplers.RandomSampler(**kwargs)
+        return optuna.samplers.TPESampler(**kwargs)
+
+    def load_study(self, worker: int = 0) -> Any:
+        """Create the study if it does not exist yet, else load it (``load_if_exists``)."""
+        import optuna
+
+        return optuna.create_study(
+            study_name=self.study_name,
+            storage=self.open_storage(),
+            sampler=self.make_sampler(worker),
+            pruner=self.make_pruner(),
+            direction="maximize" if self.maximize else "minimize",
+            load_if_exists=True,
+        )
+
+    def write(self, study_dir: Path) -> Path:
+        """Write ``optuna_study.json`` into ``study_dir`` atomically; returns its path."""
+        target = Path(study_dir) / SETTINGS_NAME
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{SETTINGS_NAME}.", dir=target.parent)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(asdict(self), handle, indent=2)
+            handle.write("\n")
+        os.replace(tmp, target)
+        return target
+
+    @classmethod
+    def read(cls, path: str | os.PathLike[str]) -> StudySettings:
+        """Read ``optuna_study.json`` (or the one inside a study directory)."""
+        target = Path(path)
+        if target.is_dir():
+            target = target / SETTINGS_NAME
+        if not target.is_file():
+            raise FileNotFoundError(f"{target}: no Optuna study settings (not an Optuna study dir)")
+        return cls(**json.loads(target.read_text()))
