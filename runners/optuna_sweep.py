@@ -42,6 +42,8 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
+from runners import sweep_outcome
+from runners.config import ConfigError
 from runners.optuna_settings import HEARTBEAT_INTERVAL_S, StudySettings, objective_metric
 from runners.optuna_space import SearchSpace, parse_search_space
 from runners.optuna_trial import ENV_SETTINGS, ENV_TRIAL_ID
@@ -154,6 +156,9 @@ class OptunaSweep:
             settings.pruner["name"], settings.display(),
         )  # fmt: skip
 
+        # A failed trial is recorded by the study; it does not make this command (or a worker
+        # process of it) exit non-zero. Too many in a row stop the worker with an error.
+        sweep_outcome.trials_may_fail()
         worker = int(os.environ.get(ENV_WORKER, "0"))
         helpers = [] if worker else self._start_helpers(n_jobs - 1, study_dir)
         try:
@@ -244,6 +249,8 @@ class OptunaSweep:
                 state, value, error = self._outcome(job_dir, started, result, settings)
             if error:
                 trial.set_user_attr("error", error)
+            if state == TrialState.FAIL:
+                print(f"trial {trial.number} failed: {error}", file=sys.stderr)
             study.tell(trial, value, state=state)
             log.info("trial %d: %s %s", trial.number, state.name.lower(), value if value else "")
             failures = failures + 1 if state == TrialState.FAIL else 0
@@ -276,6 +283,8 @@ class OptunaSweep:
             record = load_record(path)
         if record is None:
             error = result._return_value if result.status.name == "FAILED" else None
+            if isinstance(error, ConfigError):  # rejected before anything ran (exit status 2)
+                return TrialState.FAIL, None, f"its config was rejected: {error}"
             return TrialState.FAIL, None, f"no run record was written ({error!r})"
         if record.status == "pruned":
             return TrialState.PRUNED, None, record.error

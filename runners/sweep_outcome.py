@@ -21,7 +21,16 @@ from pathlib import Path
 
 from runners.record import RECORD_NAME, RunRecord, load_record
 
-__all__ = ["EXIT_FAILED", "exit_status", "fail", "mark_started", "snapshot", "started", "summarize"]
+__all__ = [
+    "EXIT_FAILED",
+    "exit_status",
+    "fail",
+    "mark_started",
+    "snapshot",
+    "started",
+    "summarize",
+    "trials_may_fail",
+]
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +39,9 @@ EXIT_FAILED = 1
 
 _status = 0
 _started = False
+#: Set by the Optuna sweeper: a failed trial is an outcome the study records, not a fault of
+#: the command (its workers exit 0 when the study is done; a crash still exits non-zero).
+_trials_may_fail = False
 
 Snapshot = dict[Path, tuple[int, int]]
 
@@ -61,13 +73,19 @@ def summarize(sweep_dir: str | os.PathLike[str], before: Snapshot) -> list[RunRe
     counts = Counter(r.status for r in records)
     # A pruned trial is the Optuna sweeper's decision, not a fault of the command.
     bad = [r for r in records if r.status not in ("completed", "pruned")]
-    _status = EXIT_FAILED if bad else 0
+    _status = EXIT_FAILED if bad and not _trials_may_fail else 0
     if bad:
         shown = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
         lines = [f"{len(bad)} of {len(records)} jobs did not complete ({shown}):"]
         lines += [f"  {r.status}: {r.job_dir}: {r.error}" for r in bad]
         log.error("\n".join(lines))
     return records
+
+
+def trials_may_fail() -> None:
+    """Jobs of this process are search trials: failures are recorded by the study, not here."""
+    global _trials_may_fail
+    _trials_may_fail = True
 
 
 def mark_started() -> None:

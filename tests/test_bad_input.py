@@ -11,7 +11,12 @@ from runners.config import ConfigError
 from runners.images import DataError, read_rgb
 from runners.preflight import compose
 from runners.record import load_record
-from tests.conftest import TINY, run_cli
+from tests.conftest import ROOT, TINY, run_cli
+
+
+def _options(group: str) -> str:
+    """The options of a config group as the error lists them (every YAML in conf/<group>/)."""
+    return ", ".join(sorted(p.stem for p in (ROOT / "conf" / group).glob("*.yaml")))
 
 
 def _error_line(stderr: str) -> str:
@@ -26,15 +31,15 @@ def _error_line(stderr: str) -> str:
     [
         (
             ["backbone=resnet5O"],
-            "backbone must be one of cspdarknet53, cspresnext50, resnet18, resnet50, tinyresnet (conf/backbone/), got 'resnet5O'; did you mean 'resnet50'",
+            f"backbone must be one of {_options('backbone')} (conf/backbone/), got 'resnet5O'; did you mean 'resnet50'",
         ),
         (
             ["regularizer=dropblok"],
-            "regularizer must be one of cbn, dropblock, dropblock_cbn, dropout, none (conf/regularizer/), got 'dropblok'",
+            f"regularizer must be one of {_options('regularizer')} (conf/regularizer/), got 'dropblok'",
         ),
         (
             ["data=imagenet"],
-            "data must be one of imagefolder, synthetic (conf/data/), got 'imagenet'",
+            f"data must be one of {_options('data')} (conf/data/), got 'imagenet'",
         ),
         (["batchh=32"], "batchh: no such key"),
         (

@@ -166,7 +166,7 @@ def test_a_case_built_to_be_pruned_is_pruned(tmp_path, data_cache):
         TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.PRUNED,
     ]  # fmt: skip
     assert "config was rejected" in trials[2].user_attrs["error"]
-    assert "optim.base_lr must be > 0, got -1.0" in result.stderr
+    assert "optim.base_lr must be > 0 and finite, got -1.0" in result.stderr
     records = [load_record(study_dir / f"trial_{t.number:04d}") for t in trials if t.number != 2]
     assert [r.status for r in records] == ["completed", "pruned", "pruned"]
     assert [len(r.epochs) for r in records] == [2, 1, 1], "a pruned job stops early"
