@@ -12,6 +12,7 @@ import json
 import os
 import struct
 from dataclasses import dataclass, field
+from datetime import timezone
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,9 @@ class OfflineRun:
     history: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
     exit_code: int | None = None
+    #: The git commit W&B recorded, and the run's start time (ISO 8601 UTC); "" if absent.
+    commit: str = ""
+    started_at: str = ""
 
 
 def _payloads(path: Path):
@@ -101,6 +105,11 @@ def read_offline_run(path: str | os.PathLike[str]) -> OfflineRun:
                 record.run.run_group,
             )
             run.tags = list(record.run.tags)
+            run.commit = record.run.git.commit
+            if record.run.HasField("start_time"):
+                run.started_at = record.run.start_time.ToDatetime(tzinfo=timezone.utc).isoformat(
+                    timespec="seconds"
+                )
             for item in record.run.config.update:
                 run.config[item.key] = _value(item)
         elif kind == "config":

@@ -24,7 +24,12 @@ log = logging.getLogger(__name__)
 
 
 class ResultsTableCallback(Callback):
-    """``on_multirun_end``: write the study's results table into the sweep directory."""
+    """``on_multirun_end``: write the study's RESULTS.md (and ``plots/``) into the sweep dir.
+
+    Reads ``report.rows``, ``report.columns``, ``report.metrics``, ``report.out`` and, when the
+    config has them, ``report.baseline`` (default ``regularizer=none``) and
+    ``report.include_stale`` (default false).
+    """
 
     def __init__(self) -> None:
         self._before: sweep_outcome.Snapshot = {}
@@ -42,13 +47,21 @@ class ResultsTableCallback(Callback):
         sweep_dir = Path(config.hydra.sweep.dir).resolve()
         sweep_outcome.summarize(sweep_dir, self._before)
         report = config.get("report", {})
+        rows = report.get("rows", "regularizer")
+        columns = report.get("columns", "batch")
+        # Deltas against no regularizer whenever the regularizer is one of the pivot's keys.
+        baseline = report.get("baseline", "regularizer=none")
+        if baseline and baseline.partition("=")[0] not in (rows, columns):
+            baseline = None
         try:
             path = write_results(
                 [sweep_dir],
                 out=sweep_dir / report.get("out", "RESULTS.md"),
-                rows=report.get("rows", "regularizer"),
-                columns=report.get("columns", "batch"),
+                rows=rows,
+                columns=columns,
                 metrics=list(report.get("metrics", ["top1", "top5"])),
+                baseline=baseline,
+                include_stale=bool(report.get("include_stale", False)),
                 title=f"Study `{config.get('study', sweep_dir.name)}`",
             )
         except Exception:  # the records are safe; the table can be made with python -m reports

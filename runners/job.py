@@ -152,11 +152,21 @@ def run_job(cfg: DictConfig, context: JobContext) -> RunRecord:
         record.ended_at = _now()
         record.wall_time_s = time.perf_counter() - start
         write(record)
+        # What reports need to rebuild the record from W&B (reports/wandb_source.py).
+        summary = {
+            "status": record.status,
+            "params": record.params,
+            "flops": record.flops,
+            "code_commit": record.code_version.commit,
+            "code_dirty": record.code_version.dirty,
+            "started_at": record.started_at,
+            "mini_batch": record.mini_batch,
+            "world_size": record.world_size,
+        }
         if record.status == "completed":
-            tracker.summary(
-                {f"final_{k}": v for k, v in record.final.items()}
-                | {f"best_{k}": v for k, v in record.best.items()}
-            )
+            summary |= {f"final_{k}": v for k, v in record.final.items()}
+            summary |= {f"best_{k}": v for k, v in record.best.items()}
+        tracker.summary(summary)
         tracker.finish(exit_code=0 if record.status == "completed" else 1)
         log.info("run record (%s): %s", record.status, job_dir / RECORD_NAME)
     return record

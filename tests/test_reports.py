@@ -81,7 +81,7 @@ def test_failed_runs_are_listed_not_averaged(tmp_path):
     text = render_results(collect_runs([tmp_path]), metrics=["top1"])
     assert "## Runs left out" in text
     assert "| failed | RuntimeError: boom \\| bad |" in text
-    assert "8 completed, 1 left out" in text
+    assert "8 used, 1 left out (1 failed)" in text
 
 
 def test_format_cell():
