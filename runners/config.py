@@ -274,6 +274,10 @@ class ReportConfig:
     columns: str = "batch"
     metrics: list[str] = field(default_factory=lambda: ["top1", "top5"])
     out: str = "RESULTS.md"
+    #: Differences are taken against the runs matching ``key=value`` (reports/deltas.py).
+    baseline: str = "regularizer=none"
+    #: Tabulate runs of older code versions too (they are listed as stale otherwise).
+    include_stale: bool = False
 
 
 @dataclass

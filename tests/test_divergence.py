@@ -95,7 +95,7 @@ def test_diverging_job_is_recorded_and_the_sweep_goes_on(tmp_path, data_cache):
     assert f"diverged: {diverged.job_dir}: {diverged.error}" in result.stderr
 
     text = (sweep / "RESULTS.md").read_text()
-    assert "1 completed, 1 left out" in text and "| diverged |" in text
+    assert "1 used, 1 left out (1 diverged)" in text and "| diverged |" in text
 
     runs = {read_offline_run(p).name: read_offline_run(p) for p in find_offline_runs(sweep)}
     marked = runs[diverged.run_name]

@@ -33,7 +33,7 @@ def test_two_job_multirun_on_a_launcher(tmp_path, data_cache, launcher):
         "data.train_per_class=6,data.val_per_class=3,epochs=1,seed=1",
     ]
     text = (sweep / "RESULTS.md").read_text()
-    assert "2 run records: 2 completed" in text and "(n=2)" in text
+    assert "2 run records: 2 used, 0 left out" in text and "(n=2)" in text
 
 
 def test_slurm_launcher_config_composes(tmp_path):
