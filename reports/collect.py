@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from runners.record import RECORD_NAME, RunRecord, load_record
+from runners.record import COCO_METRICS, RECORD_NAME, RunRecord, load_record
 
 __all__ = [
     "DETECTION_METRICS",
@@ -26,9 +26,7 @@ __all__ = [
 ]
 
 #: COCOeval's twelve bbox numbers, in its order (percent), as ``task=detect`` records them.
-DETECTION_METRICS = (
-    "AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl",
-)  # fmt: skip
+DETECTION_METRICS = COCO_METRICS
 
 #: Columns of the runs table, in order.
 COLUMNS = [

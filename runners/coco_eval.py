@@ -23,6 +23,8 @@ from typing import Any
 
 import torch
 
+from runners.record import COCO_METRICS
+
 __all__ = [
     "COCO_METRICS",
     "DETECTIONS_NAME",
@@ -32,10 +34,6 @@ __all__ = [
     "write_detections",
 ]
 
-#: COCOeval ``stats`` names, in its order.
-COCO_METRICS = (
-    "AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl",
-)  # fmt: skip
 #: In the job directory: the final validation detections (COCO results format) ...
 DETECTIONS_NAME = "detections.json"
 #: ... and a text file holding the path of the ground truth they are scored against.

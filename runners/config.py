@@ -27,6 +27,8 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from runners.record import CLASSIFICATION_METRICS, COCO_METRICS
+
 __all__ = [
     "PRIMARY_METRIC",
     "BackboneConfig",
@@ -55,7 +57,7 @@ TASK_DATA = {"classify": ("synthetic", "imagefolder"), "detect": ("synthetic_det
 #: The number a task is judged by (what run.py returns and a sweeper optimises).
 PRIMARY_METRIC = {"classify": "top1", "detect": "AP"}
 #: Metrics a report can tabulate: classification's, then COCOeval's twelve.
-REPORT_METRICS = ("top1", "top5", "loss", "AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")  # fmt: skip
+REPORT_METRICS = (*CLASSIFICATION_METRICS, *COCO_METRICS)
 #: Groups are the four backbone stages of the DropBlock paper (ResNet conv2_x .. conv5_x).
 GROUPS = ("1", "2", "3", "4")
 #: Keys that do not change what a run computes, so they are left out of the config hash.

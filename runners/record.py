@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "CLASSIFICATION_METRICS",
+    "COCO_METRICS",
     "LOWER_IS_BETTER",
     "RECORD_NAME",
     "SCHEMA_VERSION",
@@ -33,6 +35,12 @@ __all__ = [
 #: version-1 records (flat ``loss``/``top1``/``top5``) are upgraded when read.
 SCHEMA_VERSION = 2
 RECORD_NAME = "run.json"
+#: Classification's validation metrics (percent, except ``loss``).
+CLASSIFICATION_METRICS = ("loss", "top1", "top5")
+#: Detection's: COCOeval's twelve bbox ``stats`` names, in its order (percent).
+COCO_METRICS = (
+    "AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl",
+)  # fmt: skip
 #: Metrics where smaller is better; every other metric is best at its maximum.
 LOWER_IS_BETTER = frozenset({"loss"})
 #: ``running`` until the job ends; ``diverged`` and ``pruned`` are used by later stages.

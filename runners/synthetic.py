@@ -20,12 +20,19 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-__all__ = ["CLASS_NAMES", "GENERATOR_VERSION", "ensure_synthetic_dataset", "render_image"]
+__all__ = [
+    "CLASS_NAMES",
+    "GENERATOR_VERSION",
+    "ensure_synthetic_dataset",
+    "materialize",
+    "render_image",
+]
 
 #: Bump when the drawing code changes, so that cached sets are regenerated.
 GENERATOR_VERSION = 4
@@ -163,9 +170,8 @@ def ensure_synthetic_dataset(
     root = cache / _fingerprint(seed, image_size, num_classes, train_per_class, val_per_class)
     if (root / "manifest.json").is_file():
         return root
-    cache.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=cache))
-    try:
+
+    def build(staging: Path) -> None:
         counts = {"train": train_per_class, "val": val_per_class}
         for split, per_class in counts.items():
             index = 0
@@ -186,6 +192,18 @@ def ensure_synthetic_dataset(
             "val_per_class": val_per_class,
         }
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2))
+
+    return materialize(root, build)
+
+
+def materialize(root: Path, build: Callable[[Path], None]) -> Path:
+    """Create the data set folder ``root`` atomically: ``build(staging)`` fills a temporary
+    folder beside it, which is renamed into place. ``root`` is complete once it has a
+    ``manifest.json``; a parallel job that loses the rename race keeps the winner's copy."""
+    root.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root.parent))
+    try:
+        build(staging)
         try:
             os.rename(staging, root)
         except OSError:

@@ -22,15 +22,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from runners.synthetic import CLASS_NAMES, _background, _draw_shape, _random_colour
+from runners.synthetic import CLASS_NAMES, _background, _draw_shape, _random_colour, materialize
 
 __all__ = [
     "DET_GENERATOR_VERSION",
@@ -146,13 +144,12 @@ def ensure_synthetic_detection_dataset(
     root = cache / _fingerprint(spec)
     if (root / "manifest.json").is_file():
         return root
-    cache.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=cache))
     categories = [
         {"id": category_id(k), "name": CLASS_NAMES[k], "supercategory": "shape"}
         for k in range(num_classes)
     ]
-    try:
+
+    def build(staging: Path) -> None:
         (staging / "annotations").mkdir()
         for split, count in (("train", train_images), ("val", val_images)):
             (staging / split).mkdir()
@@ -193,12 +190,5 @@ def ensure_synthetic_detection_dataset(
             }
             (staging / "annotations" / f"instances_{split}.json").write_text(json.dumps(instances))
         (staging / "manifest.json").write_text(json.dumps(spec, indent=2))
-        try:
-            os.rename(staging, root)
-        except OSError:
-            if not (root / "manifest.json").is_file():  # not a lost race with another job
-                raise
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-    return root
+
+    return materialize(root, build)
