@@ -22,6 +22,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
+	@# Bytecode for every installed module, once (seconds when already there). Most tests start
+	@# the real CLI in a subprocess; where PYTHONDONTWRITEBYTECODE is set, each would otherwise
+	@# compile torch & co. from source again (20 s instead of 7 s per import on dev-cpu).
+	@$(BIN)/python -m compileall -q -j 2 $(VENV)/lib > /dev/null 2>&1 || true
 	$(BIN)/python -m pytest -n 2
 
 bench: $(STAMP)
