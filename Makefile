@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --no-compile -e ".[test]"  # bytecode is compiled on first import
+	$(BIN)/pip install --quiet --no-compile -e ".[test]"  # bytecode: compileall in `make test`, else on import
 	touch $(STAMP)
 
 install: $(STAMP)
