@@ -5,7 +5,8 @@ classification, AP for detection: the value a sweeper optimises).
 
 Exit status:
 
-- 0: every job completed (or was skipped as already completed).
+- 0: every job completed (or was skipped as already completed or diverged, or is being run by
+  another live process, which then writes its record).
 - 1: a job failed or diverged. A single run says so in one line (a crash shows its traceback).
   In a multirun the failed job is recorded and the sweep goes on; RESULTS.md is written (the
   job under "Runs left out") and the command exits 1 at the end, as Hydra's does when a job
@@ -36,6 +37,7 @@ def main(cfg: DictConfig) -> float | None:
     from runners.divergence import DivergedError
     from runners.images import DataError
     from runners.job import JobContext, run_job
+    from runners.job_lock import JobLocked
     from runners.sweep_outcome import mark_started
 
     mark_started()
@@ -48,6 +50,10 @@ def main(cfg: DictConfig) -> float | None:
     )
     try:
         record = run_job(cfg, context)
+    except JobLocked as err:
+        # Another live process is running this very job: leave it to that one, say so, go on.
+        print(f"running elsewhere: {err}", file=sys.stderr)
+        return None
     except ConfigError as err:
         # Nothing ran; the command is wrong. A multirun stops (with Hydra naming the job).
         if multirun:

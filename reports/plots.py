@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from reports.tables import arm_keys, cell_groups, column_label, column_values, row_order
+from runners.atomic_write import atomic_write
 
 __all__ = ["plot_learning_curves", "plot_metric_vs_columns"]
 
@@ -30,10 +31,10 @@ def _figure(**kwargs: object) -> Any:
 
 
 def _save(fig: Any, path: str | os.PathLike[str]) -> Path:
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(target, dpi=100, metadata={"Software": None})
-    return target
+    # Atomic like every result file: a reader never sees half a PNG (runners.atomic_write).
+    return atomic_write(
+        path, lambda out: fig.savefig(out, format="png", dpi=100, metadata={"Software": None})
+    )
 
 
 def _x(value: object) -> float | None:

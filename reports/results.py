@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -23,6 +22,8 @@ from reports.model_table import model_table
 from reports.plots import plot_learning_curves, plot_metric_vs_columns, slug
 from reports.stale import stale_reasons
 from reports.tables import arm_keys, check_key, column_label, parse_pivot, pivot_metric
+from runners.atomic_write import atomic_write, remove_orphans
+from runners.job_lock import report_lock
 from runners.record import RunRecord
 
 __all__ = [
@@ -185,6 +186,8 @@ def render_results(
         for i, run in listed.sort_values("job_dir", kind="stable").iterrows():
             why = run["_reason"] or "stale (included)"
             detail = stale[i] if why.startswith("stale") else run["error"]
+            if run["status"] == "running" and not why.startswith("stale"):
+                detail = _running_detail(run["job_dir"])
             lines.append(
                 f"| `{_escape(_display(run['job_dir'], root_path))}` | {why} | {_escape(detail)} |"
             )
@@ -205,6 +208,17 @@ def render_results(
     return "\n".join(lines)
 
 
+def _running_detail(job_dir: object) -> str:
+    """Whether a ``running`` record's job is alive in another process or was interrupted."""
+    from runners.job_lock import is_locked
+
+    if not isinstance(job_dir, str) or not Path(job_dir).is_dir():
+        return ""
+    if is_locked(job_dir):
+        return "running in another process now"
+    return "interrupted (no process holds it): the same command resumes it"
+
+
 def _model_tables(used: pd.DataFrame, rows: str, columns: str, base: Baseline | None) -> list:
     key = base.key if base is not None else rows
     other = columns if key == rows else rows
@@ -221,20 +235,6 @@ def _model_tables(used: pd.DataFrame, rows: str, columns: str, base: Baseline | 
             "",
         ]
     return lines
-
-
-def _write_text(target: Path, text: str) -> None:
-    """Atomic, and safe when two processes (Optuna workers) write the same file at once."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a report is for everyone to read
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_records(
@@ -260,6 +260,28 @@ def write_records(
     if pivot:
         rows, columns = parse_pivot(pivot, COLUMNS)
     target = Path(out)
+    with report_lock(target.parent):
+        remove_orphans(target.parent)  # temporaries of a killed writer; live ones hold the lock
+        remove_orphans(target.parent / "plots")
+        return _write_locked(
+            records, target, rows, columns, metrics, title, baseline, include_stale, plots, root,
+            confidence,
+        )  # fmt: skip
+
+
+def _write_locked(
+    records: Sequence[RunRecord],
+    target: Path,
+    rows: str,
+    columns: str,
+    metrics: Sequence[str] | None,
+    title: str,
+    baseline: str | None,
+    include_stale: bool,
+    plots: bool,
+    root: str | os.PathLike[str] | None,
+    confidence: float,
+) -> Path:
     runs = runs_table(records)
     text = render_results(
         runs,
@@ -274,7 +296,7 @@ def write_records(
         root=root,
         confidence=confidence,
     )
-    _write_text(target, text)
+    atomic_write(target, text)
     return target
 
 

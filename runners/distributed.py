@@ -195,6 +195,12 @@ def broadcast_from_main(value: Any) -> Any:
     return box[0]
 
 
+def barrier() -> None:
+    """Wait until every process gets here (nothing on one process)."""
+    if _active():
+        dist.barrier()
+
+
 def gather_to_main(items: list[Any]) -> list[Any] | None:
     """Every process's ``items`` concatenated in rank order on rank 0, ``None`` elsewhere."""
     if not _active():

@@ -79,6 +79,18 @@ class DivergenceGuard:
                 f"x the first loss {self.start:.4g}"
             )
 
+    def state_dict(self) -> dict[str, Any]:
+        """The reference loss and the forwards counted, for a checkpoint (after :meth:`flush`)."""
+        if self._pending:
+            raise RuntimeError("flush() the pending losses before saving the guard's state")
+        return {"start": self.start, "forwards": self.forwards}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a checkpoint: a resumed job keeps the reference of its first loss."""
+        start = state.get("start")
+        self.start = None if start is None else float(start)
+        self.forwards = int(state.get("forwards", 0))
+
     def watch(self, loss_fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
         """``loss_fn`` wrapped so that every loss it returns is observed (a criterion, or a
         task's ``loss(model, images, targets)``)."""

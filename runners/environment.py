@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import platform
 import resource
 import subprocess
@@ -20,26 +21,29 @@ _PACKAGES = ("torch", "torchvision", "timm", "hydra-core", "omegaconf", "wandb",
 
 
 def code_version(root: Path = PROJECT_ROOT) -> CodeVersion:
-    """The project's git commit and whether tracked files differ from it (None outside git)."""
+    """The project's git commit, whether tracked files differ from it, and a fingerprint of
+    those edits (``None`` fields outside git)."""
 
-    def git(*args: str) -> str | None:
+    def git(*args: str) -> bytes | None:
         try:
             out = subprocess.run(
-                ["git", "-C", str(root), *args],
-                capture_output=True,
-                text=True,
-                timeout=10,
-                check=True,
+                ["git", "-C", str(root), *args], capture_output=True, timeout=30, check=True
             )
         except (OSError, subprocess.SubprocessError):
             return None
-        return out.stdout.strip()
+        return out.stdout
 
-    commit = git("rev-parse", "HEAD")
+    commit = (git("rev-parse", "HEAD") or b"").decode().strip()
     if not commit:
         return CodeVersion()
     status = git("status", "--porcelain", "--untracked-files=no")
-    return CodeVersion(commit=commit, dirty=None if status is None else bool(status))
+    if status is None:
+        return CodeVersion(commit=commit)
+    if not status.strip():
+        return CodeVersion(commit=commit, dirty=False)
+    diff = git("diff", "HEAD", "--binary", "--no-color", "--no-ext-diff")
+    edits = None if diff is None else hashlib.sha256(diff).hexdigest()[:16]
+    return CodeVersion(commit=commit, dirty=True, edits=edits)
 
 
 def package_versions() -> dict[str, str]:

@@ -1,13 +1,16 @@
-"""The job wrapper: check, skip if done, record ``running``, fit, record the outcome, finish tracking.
+"""The job wrapper: check, lock, plan the rerun, record ``running``, fit, record the outcome.
 
 Whatever happens inside training, ``run.json`` ends with the true status (``completed``;
 ``diverged`` when the loss blew up, see ``runners.divergence``; the ``run_status`` an exception
 carries, ``pruned`` from an Optuna trial, see ``runners.optuna_trial``; or ``failed`` with the
 error and traceback) and the W&B run is finished (with a non-zero exit code unless completed,
 and tagged ``diverged`` when it diverged), then the exception is re-raised. A config error is
-raised before anything is written, so a bad command leaves no record behind. A job whose
-directory already holds a completed run of the same config and code is not run again
-(``runners.skip``; ``force=true`` reruns it).
+raised before anything is written, so a bad command leaves no record behind.
+
+One process writes a job directory at a time (``runners.job_lock``): a job held by another
+live process is left to it (:class:`~runners.job_lock.JobLocked`). What an earlier record in
+the directory means (skip, resume from the checkpoint, or start fresh) is decided by
+``runners.rerun``; a record that is replaced is kept in ``history/``.
 """
 
 from __future__ import annotations
@@ -24,13 +27,16 @@ from typing import Any
 from omegaconf import DictConfig
 
 from runners import distributed
+from runners.atomic_write import remove_orphans
+from runners.checkpoint import load_checkpoint, remove_checkpoint
 from runners.config import config_hash, resolved_container
 from runners.divergence import DivergedError, DivergenceGuard
 from runners.environment import code_version, package_versions, resolve_device
+from runners.job_lock import JobLock, JobLocked
 from runners.optuna_trial import trial_from_env
 from runners.preflight import preflight
-from runners.record import RECORD_NAME, RunRecord
-from runners.skip import reusable_record
+from runners.record import RECORD_NAME, CodeVersion, RunRecord
+from runners.rerun import RerunPlan, keep_in_history, plan_rerun
 from runners.tracking import NullTracker, create_tracker
 
 __all__ = ["JobContext", "run_job"]
@@ -60,22 +66,62 @@ def _tags(config: dict[str, Any], mini_batch: int) -> list[str]:
     ]
 
 
+def _lock(job_dir: Path, main: bool) -> JobLock | None:
+    """Rank 0 takes the job's lock; every rank learns whether it got it (torchrun)."""
+    lock, holder = (JobLock(job_dir) if main else None), None
+    if lock is not None:
+        try:
+            lock.acquire()
+        except JobLocked as err:
+            lock, holder = None, err.holder
+    holder = distributed.broadcast_from_main(holder)
+    if holder is not None:
+        raise JobLocked(job_dir, holder)
+    return lock
+
+
+def _prepare(
+    cfg: DictConfig, job_dir: Path, digest: str, code: CodeVersion, main: bool
+) -> tuple[RerunPlan, dict[str, Any] | None]:
+    """Rank 0's rerun plan for the locked job dir, the checkpoint to resume (if any), and the
+    directory made ready: orphaned temporaries removed, the earlier record kept in history, a
+    checkpoint that will not be resumed removed."""
+    if main:
+        remove_orphans(job_dir)  # temporaries of a write that a kill interrupted
+    plan = distributed.broadcast_from_main(
+        plan_rerun(job_dir, digest, code, force=bool(cfg.force)) if main else None
+    )
+    if plan.action == "skip":
+        return plan, None
+    if plan.previous is not None:
+        log.info("rerunning %s (%s): %s", job_dir, plan.action, plan.reason)
+    checkpoint = None
+    if plan.action == "resume" and cfg.checkpoint.enabled and cfg.checkpoint.resume:
+        checkpoint = load_checkpoint(job_dir, digest, code)  # CheckpointError: refused
+    distributed.barrier()  # every rank has read the checkpoint before rank 0 changes the dir
+    if main:
+        kept = keep_in_history(job_dir)
+        if kept is not None:
+            log.info("the earlier run record is kept as %s", kept)
+        if checkpoint is None and remove_checkpoint(job_dir):
+            log.info("%s: its earlier checkpoint was removed (a %s start)", job_dir, plan.action)
+    return plan, checkpoint
+
+
 def run_job(cfg: DictConfig, context: JobContext) -> RunRecord:
     """Run one training job described by ``cfg`` into ``context.job_dir``.
 
     Under ``torchrun`` (``WORLD_SIZE`` > 1) every process runs this; they share rank 0's job
     dir, and only rank 0 writes the record and logs to W&B (``runners.distributed``).
 
-    Returns the job's record: the new one, or the earlier completed one when the job is
-    skipped. Raises :class:`~runners.config.ConfigError` before writing anything when the
-    config cannot make a run, and :class:`~runners.divergence.DivergedError` (after recording
+    Returns the job's record: the new one, or the earlier one when the job is skipped (already
+    completed, or diverged, with this config and code). Raises
+    :class:`~runners.config.ConfigError` before writing anything when the config, or the
+    checkpoint it would resume, cannot make a run; :class:`~runners.job_lock.JobLocked` when
+    another process holds the job; :class:`~runners.divergence.DivergedError` (after recording
     ``diverged``) when the loss diverged.
     """
-    from runners.darknet_net import adopt_net_options
-    from runners.train import fit  # torch-heavy; keeps `run.py --help` fast
-
-    adopt_net_options(cfg, context.overrides)  # backbone=darknet: the cfg's [net] batch
-    preflight(cfg)
+    preflight_job(cfg, context)
     # The Optuna trial this job is, when the Optuna sweeper launched it (else None).
     trial = trial_from_env()
     device = resolve_device(str(getattr(cfg.device, "value", cfg.device)))
@@ -86,33 +132,58 @@ def run_job(cfg: DictConfig, context: JobContext) -> RunRecord:
     digest, code = config_hash(config), code_version()
     device = distributed.init_process_group(world, device)
     job_dir = distributed.join_job_dir(context.job_dir)
-    write = (lambda r: r.write(job_dir)) if world.main else (lambda _r: None)
-    if not cfg.force:
-        previous = reusable_record(job_dir, digest, code)
-        if previous is not None:
-            log.info(
-                "skipped %s: already completed with this config and code (force=true reruns it)",
-                job_dir,
-            )
-            return previous
-    record = RunRecord(
-        status="running",
-        study=cfg.study,
-        run_name=context.run_name,
-        job_dir=str(job_dir),
-        overrides=list(context.overrides),
-        config=config,
-        config_hash=digest,
-        code_version=code,
-        packages=package_versions(),
-        host=socket.gethostname(),
-        device=str(device),
-        batch=cfg.batch,
-        subdivisions=cfg.subdivisions,
-        mini_batch=distributed.bn_mini_batch(cfg, world),
-        world_size=world.size,
-        started_at=_now(),
-    )
+    lock = _lock(job_dir, world.main)
+    try:
+        plan, checkpoint = _prepare(cfg, job_dir, digest, code, world.main)
+        if plan.action == "skip":
+            log.info("skipped %s: %s (force=true reruns it)", job_dir, plan.reason)
+            return plan.previous
+        record = RunRecord(
+            status="running",
+            study=cfg.study,
+            run_name=context.run_name,
+            job_dir=str(job_dir),
+            overrides=list(context.overrides),
+            config=config,
+            config_hash=digest,
+            code_version=code,
+            packages=package_versions(),
+            host=socket.gethostname(),
+            device=str(device),
+            batch=cfg.batch,
+            subdivisions=cfg.subdivisions,
+            mini_batch=distributed.bn_mini_batch(cfg, world),
+            world_size=world.size,
+            started_at=_now(),
+        )
+        return _train(cfg, context, record, trial, device, world.main, checkpoint)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def preflight_job(cfg: DictConfig, context: JobContext) -> None:
+    """Every check that can fail before anything is written (``ConfigError``)."""
+    from runners.darknet_net import adopt_net_options
+
+    adopt_net_options(cfg, context.overrides)  # backbone=darknet: the cfg's [net] batch
+    preflight(cfg)
+
+
+def _train(
+    cfg: DictConfig,
+    context: JobContext,
+    record: RunRecord,
+    trial: Any,
+    device: Any,
+    main: bool,
+    checkpoint: dict[str, Any] | None,
+) -> RunRecord:
+    """Record ``running``, fit, and record the outcome whatever happens; finish tracking."""
+    from runners.train import fit  # torch-heavy; keeps `run.py --help` fast
+
+    job_dir = Path(record.job_dir)
+    write = (lambda r: r.write(job_dir)) if main else (lambda _r: None)
     write(record)
     tracker = (
         create_tracker(
@@ -120,23 +191,30 @@ def run_job(cfg: DictConfig, context: JobContext) -> RunRecord:
             job_dir=job_dir,
             run_name=context.run_name,
             group=cfg.study,
-            tags=_tags(config, record.mini_batch) + (trial.tags if trial else []),
-            config=config,
+            tags=_tags(record.config, record.mini_batch) + (trial.tags if trial else []),
+            config=record.config,
         )
-        if world.main
+        if main
         else NullTracker()
     )
     guard = DivergenceGuard.from_config(cfg.divergence)
 
     def on_epoch_end(current: RunRecord) -> None:
-        write(current)
-        guard.flush()  # losses not yet checked; raises DivergedError after the record is saved
-        if trial is not None and world.main:
+        write(current)  # fit has checked every loss of the epoch by now
+        if trial is not None and main:
             trial.report(current)  # may raise PrunedByOptuna (run_status "pruned")
 
     start = time.perf_counter()
     try:
-        fit(cfg, record, tracker, device, on_epoch_end=on_epoch_end, divergence=guard)
+        fit(
+            cfg,
+            record,
+            tracker,
+            device,
+            on_epoch_end=on_epoch_end,
+            divergence=guard,
+            checkpoint=checkpoint,
+        )
         record.status = "completed"
     except DivergedError as err:
         record.status = "diverged"
@@ -152,21 +230,26 @@ def run_job(cfg: DictConfig, context: JobContext) -> RunRecord:
         record.ended_at = _now()
         record.wall_time_s = time.perf_counter() - start
         write(record)
-        # What reports need to rebuild the record from W&B (reports/wandb_source.py).
-        summary = {
-            "status": record.status,
-            "params": record.params,
-            "flops": record.flops,
-            "code_commit": record.code_version.commit,
-            "code_dirty": record.code_version.dirty,
-            "started_at": record.started_at,
-            "mini_batch": record.mini_batch,
-            "world_size": record.world_size,
-        }
-        if record.status == "completed":
-            summary |= {f"final_{k}": v for k, v in record.final.items()}
-            summary |= {f"best_{k}": v for k, v in record.best.items()}
-        tracker.summary(summary)
+        tracker.summary(_wandb_summary(record))
         tracker.finish(exit_code=0 if record.status == "completed" else 1)
         log.info("run record (%s): %s", record.status, job_dir / RECORD_NAME)
     return record
+
+
+def _wandb_summary(record: RunRecord) -> dict[str, Any]:
+    """What reports need to rebuild the record from W&B (reports/wandb_source.py)."""
+    summary = {
+        "status": record.status,
+        "params": record.params,
+        "flops": record.flops,
+        "code_commit": record.code_version.commit,
+        "code_dirty": record.code_version.dirty,
+        "code_edits": record.code_version.edits,
+        "started_at": record.started_at,
+        "mini_batch": record.mini_batch,
+        "world_size": record.world_size,
+    }
+    if record.status == "completed":
+        summary |= {f"final_{k}": v for k, v in record.final.items()}
+        summary |= {f"best_{k}": v for k, v in record.best.items()}
+    return summary

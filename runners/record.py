@@ -4,18 +4,18 @@ Defined once here, versioned by :data:`SCHEMA_VERSION`; runners write it through
 :meth:`RunRecord.write` and reports read it through :func:`load_record`. A reader refuses a
 record of a newer schema than it knows rather than guessing at its fields.
 
-Writes are atomic (a temporary file in the same directory, flushed, then ``os.replace``), so a
-reader or a crash never sees half a record.
+Writes are atomic (``runners.atomic_write``), so a reader or a crash never sees half a record.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from runners.atomic_write import atomic_write
 
 __all__ = [
     "CLASSIFICATION_METRICS",
@@ -49,10 +49,32 @@ STATUSES = ("running", "completed", "failed", "diverged", "pruned")
 
 @dataclass
 class CodeVersion:
-    """The code a run was trained with: git commit of the project and whether it had edits."""
+    """The code a run was trained with: git commit of the project and whether it had edits.
+
+    ``edits`` fingerprints the uncommitted edits (the first 16 hex digits of the SHA-256 of
+    ``git diff HEAD --binary``; ``None`` when clean or unknown), so two runs of one commit with
+    the same edits are recognisably the same code.
+    """
 
     commit: str | None = None
     dirty: bool | None = None
+    edits: str | None = None
+
+    def same_as(self, other: CodeVersion) -> bool:
+        """Whether both are known and identical: one commit, and the same edits (or none)."""
+        if self.commit is None or self.dirty is None or other.dirty is None:
+            return False
+        if self.dirty and self.edits is None:
+            return False  # dirty, but the edits cannot be told apart
+        return (self.commit, self.dirty, self.edits) == (other.commit, other.dirty, other.edits)
+
+    def describe(self) -> str:
+        """``1a2b3c4``, ``1a2b3c4 with edits 9f8e7d6c``, or ``unknown code``."""
+        if self.commit is None:
+            return "unknown code (not a git checkout)"
+        if not self.dirty:
+            return self.commit[:7]
+        return f"{self.commit[:7]} with edits {self.edits[:8] if self.edits else '(unknown)'}"
 
 
 @dataclass
@@ -161,40 +183,46 @@ class RunRecord:
             )
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
-        values["code_version"] = CodeVersion(**(data.get("code_version") or {}))
+        code = data.get("code_version") or {}
+        if not isinstance(code, dict):
+            raise ValueError(f"code_version must be an object, got {type(code).__name__}")
+        known_code = {f.name for f in fields(CodeVersion)}
+        values["code_version"] = CodeVersion(**{k: v for k, v in code.items() if k in known_code})
         values["epochs"] = [EpochMetrics.from_dict(e) for e in data.get("epochs") or []]
         values["schema_version"] = SCHEMA_VERSION
         return cls(**values)
 
     def write(self, job_dir: str | os.PathLike[str]) -> Path:
         """Write ``run.json`` into ``job_dir`` atomically; returns its path."""
-        directory = Path(job_dir)
-        directory.mkdir(parents=True, exist_ok=True)
-        target = directory / RECORD_NAME
-        fd, tmp = tempfile.mkstemp(prefix=".run.json.", dir=directory)
-        try:
-            with os.fdopen(fd, "w") as handle:
-                json.dump(self.to_dict(), handle, indent=2, allow_nan=True)
-                handle.write("\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return target
+        text = json.dumps(self.to_dict(), indent=2, allow_nan=True) + "\n"
+        return atomic_write(Path(job_dir) / RECORD_NAME, text)
+
+
+#: A run record larger than this is refused unread (a real one is kilobytes to a few MiB).
+MAX_RECORD_BYTES = 64 * 2**20
 
 
 def load_record(path: str | os.PathLike[str]) -> RunRecord:
-    """Read a ``run.json`` (or the ``run.json`` inside a job directory)."""
+    """Read a ``run.json`` (or the ``run.json`` inside a job directory).
+
+    Records are data from disk, possibly copied from elsewhere: anything that is not a valid
+    record (not UTF-8, not JSON, too deep, too large, wrong types) raises ``ValueError`` naming
+    the file; an unreadable file raises ``OSError``.
+    """
     target = Path(path)
     if target.is_dir():
         target = target / RECORD_NAME
+    size = target.stat().st_size
+    if size > MAX_RECORD_BYTES:
+        raise ValueError(f"{target}: not a valid run record ({size} bytes, more than any record)")
     try:
-        data = json.loads(target.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{target}: not a valid run record ({err})") from None
+        data = json.loads(target.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        reason = "nested too deeply" if isinstance(err, RecursionError) else str(err)
+        raise ValueError(f"{target}: not a valid run record ({reason})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{target}: not a valid run record (a JSON {type(data).__name__})")
     try:
         return RunRecord.from_dict(data)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{target}: {err}") from None
+    except (TypeError, ValueError, AttributeError, KeyError) as err:
+        raise ValueError(f"{target}: not a valid run record ({err})") from None

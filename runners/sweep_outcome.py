@@ -19,6 +19,7 @@ import os
 from collections import Counter
 from pathlib import Path
 
+from runners.job_lock import is_locked
 from runners.record import RECORD_NAME, RunRecord, load_record
 
 __all__ = [
@@ -70,6 +71,11 @@ def summarize(sweep_dir: str | os.PathLike[str], before: Snapshot) -> list[RunRe
             records.append(load_record(path))
         except ValueError as err:
             log.warning("%s", err)
+    # A job that another live process holds is that process's to finish (runners.job_lock).
+    elsewhere = [r for r in records if r.status == "running" and is_locked(r.job_dir)]
+    for record in elsewhere:
+        log.info("still running in another process: %s", record.job_dir)
+    records = [r for r in records if r not in elsewhere]
     counts = Counter(r.status for r in records)
     # A pruned trial is the Optuna sweeper's decision, not a fault of the command.
     bad = [r for r in records if r.status not in ("completed", "pruned")]

@@ -26,7 +26,7 @@ from torch import nn
 from layers import apply_regularizer
 from models import create_backbone, measure_complexity
 from runners import distributed
-from runners.checkpoint import LoopPosition, load_checkpoint, restore_checkpoint, save_checkpoint
+from runners.checkpoint import LoopPosition, restore_checkpoint, save_checkpoint
 from runners.divergence import DivergenceGuard
 from runners.environment import peak_memory_mb
 from runners.optim import build_optimizer, lr_at, scaled_lr
@@ -192,10 +192,14 @@ def fit(
     device: torch.device,
     on_epoch_end: Callable[[RunRecord], None] = lambda _record: None,
     divergence: DivergenceGuard | None = None,
+    checkpoint: dict[str, Any] | None = None,
 ) -> RunRecord:
     """Train ``cfg.epochs`` epochs, evaluating every ``task.eval_every`` and after the last;
     fills ``record`` as it goes. ``divergence`` sees every training loss and stops the job when
-    it diverges.
+    it diverges; every loss is checked before a checkpoint is written, so no checkpoint holds
+    weights past a failed check. ``checkpoint`` is a payload from
+    :func:`runners.checkpoint.load_checkpoint` to continue from (the caller decides whether to
+    resume: ``runners.rerun``).
     """
     seed_everything(cfg.seed, cfg.deterministic)
     task = build_task(cfg, device)
@@ -234,14 +238,28 @@ def fit(
     # ends only: DistributedSampler cannot start an epoch midway (docs/DISTRIBUTED.md).
     writes_checkpoints = checkpointing and distributed.is_main()
     position = LoopPosition()
-    if checkpointing and cfg.checkpoint.resume and not cfg.get("force", False):
-        payload = load_checkpoint(job_dir, record.config_hash)
-        if payload is not None:
-            position = restore_checkpoint(payload, model=model, optimizer=optimizer, record=record)
-            record.resumed_from = {"epoch": position.epoch, "step": position.step}
-            log.info(
-                "resuming from %s at epoch %d, step %d", job_dir, position.epoch, position.step
-            )
+    if checkpoint is not None:
+        position = restore_checkpoint(checkpoint, model=model, optimizer=optimizer, record=record)
+        if divergence is not None:
+            divergence.load_state_dict(checkpoint["divergence"])
+        record.resumed_from = {"epoch": position.epoch, "step": position.step}
+        log.info("resuming from %s at epoch %d, step %d", job_dir, position.epoch, position.step)
+
+    def save(position: LoopPosition) -> None:
+        """A checkpoint, once every loss so far has passed the divergence check."""
+        guard_state = None
+        if divergence is not None:
+            divergence.flush()  # raises DivergedError: nothing is saved for a diverged step
+            guard_state = divergence.state_dict()
+        save_checkpoint(
+            job_dir,
+            model=model,
+            optimizer=optimizer,
+            position=position,
+            record=record,
+            divergence=guard_state,
+        )
+
     every = cfg.checkpoint.every_steps if writes_checkpoints else 0
     if distributed.current_world().size > 1:
         every = 0
@@ -275,11 +293,8 @@ def fit(
         ) -> None:
             if every and (next_step - first) % every == 0:
                 images, seconds, seen_before, started = before
-                save_checkpoint(
-                    job_dir,
-                    model=model,
-                    optimizer=optimizer,
-                    position=LoopPosition(
+                save(
+                    LoopPosition(
                         epoch=epoch,
                         step=next_step,
                         step_in_epoch=next_step - first,
@@ -287,8 +302,7 @@ def fit(
                         epoch_seen=seen,
                         train_images=images + seen - seen_before,
                         train_time=seconds + time.perf_counter() - started,
-                    ),
-                    record=record,
+                    )
                 )
 
         train_loss, seen, step = train_one_epoch(
@@ -344,18 +358,13 @@ def fit(
             record.best = best_metrics(record.epochs)
         record.throughput = train_images / train_time if train_time > 0 else None
         record.peak_memory_mb = peak_memory_mb(device)
+        if divergence is not None:
+            divergence.flush()  # the epoch's last losses, before anything is saved
         if writes_checkpoints:
-            save_checkpoint(
-                job_dir,
-                model=model,
-                optimizer=optimizer,
-                position=LoopPosition(
-                    epoch=epoch + 1,
-                    step=step,
-                    train_images=train_images,
-                    train_time=train_time,
-                ),
-                record=record,
+            save(
+                LoopPosition(
+                    epoch=epoch + 1, step=step, train_images=train_images, train_time=train_time
+                )
             )
         on_epoch_end(record)
     return record

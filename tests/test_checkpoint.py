@@ -12,10 +12,13 @@ import time
 import pytest
 import torch
 
-from runners.checkpoint import LoopPosition, load_checkpoint, save_checkpoint
-from runners.record import RunRecord, load_record
+from runners.checkpoint import CheckpointError, LoopPosition, load_checkpoint, save_checkpoint
+from runners.divergence import DivergedError, DivergenceGuard
+from runners.record import CodeVersion, RunRecord, load_record
 from runners.sampler import EpochShuffleSampler
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, TINY, run_cli
+
+TINY_ARGS = [*TINY, "checkpoint.every_steps=1"]
 
 #: 40 training images in batches of 4: 10 steps an epoch, a checkpoint after every one. DropBlock
 #: and CBN both carry state (schedule position, statistics history) that must survive the kill.
@@ -78,10 +81,83 @@ def test_a_checkpoint_of_another_config_is_not_resumed(tmp_path):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporaries
 
 
-def test_an_unreadable_checkpoint_is_an_error_naming_it(tmp_path):
-    (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(RuntimeError, match=r"checkpoint\.pt: cannot read checkpoint"):
+def test_a_checkpoint_of_other_code_is_not_resumed(tmp_path):
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    ours = CodeVersion(commit="a" * 40, dirty=False)
+    record = RunRecord(config_hash="aaaa", code_version=ours)
+    save_checkpoint(
+        tmp_path, model=model, optimizer=optimizer, position=LoopPosition(), record=record
+    )
+    assert load_checkpoint(tmp_path, "aaaa", ours) is not None
+    assert load_checkpoint(tmp_path, "aaaa", CodeVersion(commit="b" * 40, dirty=False)) is None
+    assert load_checkpoint(tmp_path, "aaaa", CodeVersion()) is None  # unknown code: never
+
+
+@pytest.mark.parametrize("content", [b"not a checkpoint", b"", b"PK\x03\x04 truncated zip"])
+def test_an_unreadable_checkpoint_is_refused_naming_it(tmp_path, content):
+    (tmp_path / "checkpoint.pt").write_bytes(content)
+    with pytest.raises(CheckpointError, match=r"checkpoint\.pt: refused \(not a readable"):
         load_checkpoint(tmp_path, "aaaa")
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [[1, 2], {"version": 1}, {"version": 2, "config_hash": 3}, {"version": 2, "position": {}}],
+)
+def test_a_checkpoint_of_the_wrong_shape_is_refused(tmp_path, payload):
+    torch.save(payload, tmp_path / "checkpoint.pt")
+    with pytest.raises(CheckpointError, match=r"checkpoint\.pt: refused"):
+        load_checkpoint(tmp_path, "aaaa")
+
+
+class _Exploit:
+    """Pickles to a call of ``os.system``: what a crafted checkpoint would do on unpickling."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_crafted_checkpoint_never_runs_code_and_the_rerun_is_refused(tmp_path, data_cache):
+    """A job that failed, then someone plants a pickle bomb as its checkpoint: the rerun that
+    would resume refuses the file in one line (exit 2), nothing runs, nothing is recorded."""
+    job = tmp_path / "job"
+    args = [*TINY_ARGS, f"data.cache_dir={data_cache}", f"hydra.run.dir={job}"]
+    first = run_cli(*args)
+    assert first.returncode == 0, first.stderr[-3000:]
+    record = json.loads((job / "run.json").read_text())
+    record["status"] = "failed"  # as if it had crashed: the rerun resumes from the checkpoint
+    (job / "run.json").write_text(json.dumps(record))
+    marker = tmp_path / "the-checkpoint-ran-code"
+    torch.save({"version": 2, "model": _Exploit(marker)}, job / "checkpoint.pt")
+
+    rerun = run_cli(*args)
+    assert not marker.exists()
+    assert rerun.returncode == 2, rerun.stderr[-3000:]
+    errors = [line for line in rerun.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "checkpoint.pt: refused" in errors[0], rerun.stderr[-3000:]
+    assert "could run code" in errors[0]
+    assert json.loads((job / "run.json").read_text()) == record  # untouched
+    assert not (job / "history").exists()
+
+
+def test_the_divergence_reference_survives_a_checkpoint():
+    guard = DivergenceGuard(factor=10, check_every=5)
+    for value in (2.0, 3.0):
+        guard.observe(torch.tensor(value))
+    guard.flush()
+    resumed = DivergenceGuard(factor=10, check_every=5)
+    resumed.load_state_dict(guard.state_dict())
+    assert resumed.start == 2.0 and resumed.forwards == 2
+    resumed.observe(torch.tensor(25.0))  # 12.5x the first loss of the run, not of the resume
+    with pytest.raises(DivergedError, match=r"above divergence\.factor"):
+        resumed.flush()
+    guard.observe(torch.tensor(1.0))
+    with pytest.raises(RuntimeError, match="flush"):
+        guard.state_dict()  # a checkpoint needs every loss checked first
 
 
 def test_epoch_order_is_a_function_of_seed_and_epoch_and_can_start_midway():
