@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from runners.atomic_write import atomic_write
 from runners.record import COCO_METRICS
 
 __all__ = [
@@ -107,10 +108,6 @@ def write_detections(
         COCOeval(gt, gt.loadRes("detections.json"), "bbox")
     """
     directory = Path(job_dir)
-    directory.mkdir(parents=True, exist_ok=True)
-    target = directory / DETECTIONS_NAME
-    tmp = directory / f".{DETECTIONS_NAME}.tmp"
-    tmp.write_text(json.dumps(detections))
-    os.replace(tmp, target)
-    (directory / GROUND_TRUTH_NAME).write_text(f"{Path(ground_truth).resolve()}\n")
+    target = atomic_write(directory / DETECTIONS_NAME, json.dumps(detections))
+    atomic_write(directory / GROUND_TRUTH_NAME, f"{Path(ground_truth).resolve()}\n")
     return target

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -78,11 +81,12 @@ def test_diverging_job_is_recorded_and_the_sweep_goes_on(tmp_path, data_cache):
     """Two jobs, one with a learning rate built to diverge: the other completes, RESULTS.md is
     written with the diverged job left out, the W&B run is tagged, and the command exits 1."""
     sweep = tmp_path / "sweep"
-    result = run_cli(
+    command = [
         "-m", "optim.base_lr=0.1,1e6", "optim.warmup_epochs=0", "batch=8", "epochs=1",
-        "data.train_per_class=6", "data.val_per_class=3", "device=cpu",
-        f"data.cache_dir={data_cache}", f"hydra.sweep.dir={sweep}",
-    )  # fmt: skip
+        "data.train_per_class=6", "data.val_per_class=3", "device=cpu", "checkpoint.every_steps=1",
+        "divergence.check_every=100", f"data.cache_dir={data_cache}", f"hydra.sweep.dir={sweep}",
+    ]  # fmt: skip
+    result = run_cli(*command)
     assert result.returncode == 1, result.stderr[-3000:]
     records = {r.config["optim"]["base_lr"]: r for r in map(load_record, sweep.rglob("run.json"))}
     assert records[0.1].status == "completed"
@@ -103,3 +107,16 @@ def test_diverging_job_is_recorded_and_the_sweep_goes_on(tmp_path, data_cache):
     assert marked.exit_code == 1
     fine = runs[records[0.1].run_name]
     assert "diverged" not in fine.tags and fine.exit_code == 0
+
+    # No checkpoint holds a step whose loss failed the check (the guard is flushed before every
+    # save, even with check_every far above the steps taken).
+    forward = int(re.search(r"at training forward (\d+)", diverged.error).group(1))
+    saved = json.loads((Path(diverged.job_dir) / "checkpoint.json").read_text())
+    assert saved["step"] < forward
+
+    # The same command again: a diverged job is a final result, not resumed into "completed".
+    again = run_cli(*command)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "already diverged" in again.stdout + again.stderr
+    assert load_record(diverged.job_dir) == diverged
+    assert "1 used, 1 left out (1 diverged)" in (sweep / "RESULTS.md").read_text()
