@@ -17,14 +17,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "CLASS_NAMES",
@@ -196,12 +200,40 @@ def ensure_synthetic_dataset(
     return materialize(root, build)
 
 
+def _remove_dead_staging(parent: Path) -> None:
+    """Delete staging folders of this host's processes that are gone (killed mid-build).
+
+    Staging folders are named ``.tmp-<host>-<pid>-<random>``; a folder of another host, or of
+    a live process, is left alone (it may be a build in progress).
+    """
+    host = socket.gethostname().replace("-", "_")
+    for staging in parent.glob(f".tmp-{host}-*-*"):
+        pid = staging.name.split("-")[2]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        shutil.rmtree(staging, ignore_errors=True)
+        log.info("removed %s: the build that made it was interrupted", staging)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def materialize(root: Path, build: Callable[[Path], None]) -> Path:
     """Create the data set folder ``root`` atomically: ``build(staging)`` fills a temporary
     folder beside it, which is renamed into place. ``root`` is complete once it has a
-    ``manifest.json``; a parallel job that loses the rename race keeps the winner's copy."""
+    ``manifest.json``; a parallel job that loses the rename race keeps the winner's copy. The
+    staging folders of builds that were killed are removed first."""
     root.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root.parent))
+    _remove_dead_staging(root.parent)
+    host = socket.gethostname().replace("-", "_")
+    staging = Path(tempfile.mkdtemp(prefix=f".tmp-{host}-{os.getpid()}-", dir=root.parent))
     try:
         build(staging)
         try:

@@ -97,3 +97,26 @@ def test_image_cache_returns_the_same_pixels(make_cfg):
     for _ in range(2):  # the second pass is served from the cache
         for (a, _), (b, _) in zip(cached.val, plain.val, strict=True):
             assert torch.equal(a, b)
+
+
+def test_staging_folders_of_killed_builds_are_removed_and_live_ones_kept(tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from runners.synthetic import materialize
+
+    host = socket.gethostname().replace("-", "_")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    killed = tmp_path / f".tmp-{host}-{dead}-abc"  # a build whose process is gone
+    live = tmp_path / f".tmp-{host}-{os.getppid()}-def"  # a build still running
+    other_host = tmp_path / f".tmp-otherhost-{dead}-ghi"  # cannot be judged from here
+    for folder in (killed, live, other_host):
+        (folder / "train").mkdir(parents=True)
+    root = materialize(
+        tmp_path / "set", lambda staging: (staging / "manifest.json").write_text("{}")
+    )
+    assert (root / "manifest.json").is_file()
+    assert not killed.exists() and live.exists() and other_host.exists()
