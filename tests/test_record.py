@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -61,10 +62,10 @@ def test_unknown_status_and_newer_schema_are_refused(tmp_path):
 def test_write_is_atomic(tmp_path, monkeypatch):
     RunRecord(status="running", study="first").write(tmp_path)
 
-    def broken_dump(*args, **kwargs):
+    def broken_fsync(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(json, "dump", broken_dump)
+    monkeypatch.setattr(os, "fsync", broken_fsync)  # fails once the temporary file is written
     with pytest.raises(OSError, match="disk full"):
         RunRecord(status="completed", study="second").write(tmp_path)
     monkeypatch.undo()
