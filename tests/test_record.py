@@ -117,3 +117,21 @@ def test_config_error_writes_no_record(make_cfg, tmp_path):
     with pytest.raises(ConfigError):
         run_job(make_cfg("batch=10", "subdivisions=3"), JobContext(job_dir=tmp_path))
     assert not (tmp_path / RECORD_NAME).exists()
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"\xff\xfe not utf-8",
+        b"[" * 100_000 + b"]" * 100_000,  # deeper than the json module recurses
+        b"[1, 2]",
+        b'{"schema_version": 2, "code_version": "abc"}',
+        b'{"schema_version": 2, "epochs": [5]}',
+        b'{"schema_version": 2, "status": "done"}',
+        b'{"schema_version": 99}',
+    ],
+)
+def test_a_hostile_record_is_a_value_error_naming_the_file(tmp_path, content):
+    (tmp_path / RECORD_NAME).write_bytes(content)
+    with pytest.raises(ValueError, match=rf"{RECORD_NAME}: "):
+        load_record(tmp_path)
