@@ -53,11 +53,14 @@ def _check_data_root(data: Any) -> None:
 
 def _check_backbone_and_blocks(cfg: Any) -> None:
     from layers.regularizer import effective_group_settings
+    from models.darknet.parse import DarknetCfgError
     from models.feature_maps import group_map_sizes
 
     name, size = cfg.backbone.name, cfg.data.image_size
     try:
         maps = group_map_sizes(name, size, **dict(cfg.backbone.kwargs))
+    except DarknetCfgError as err:  # the file and line of the layer at fault
+        raise ConfigError(f"backbone.cfg: {err}") from None
     except Exception as err:  # whatever the builder raises, the key to fix is backbone.kwargs
         kwargs = dict(cfg.backbone.kwargs)
         raise ConfigError(
