@@ -2,7 +2,8 @@
 
 :func:`preflight` runs :func:`runners.config.validate` (rules on values) and then the checks
 that need more than the config: interpolations resolve, the requested device exists, the data
-directory is there, the backbone accepts its ``kwargs``, and no DropBlock block is larger than
+directory is there, the backbone accepts its ``kwargs``, its training-memory estimate is within
+``backbone.max_memory_gb`` (``models.memory``), and no DropBlock block is larger than
 every feature map of the backbone. A block larger only than the maps of its own group is
 clamped by the layer (SpatialDropout, as the paper's block 7 on 7x7 maps) and logged. Each failure is a :class:`ConfigError` with one line
 naming the key and the value.
@@ -49,6 +50,28 @@ def _check_data_root(data: Any) -> None:
                 f"data.root: {root / split} is not a directory "
                 f"(data=imagefolder needs <root>/train/<class>/* and <root>/val/<class>/*)"
             )
+
+
+def _check_memory(cfg: Any) -> None:
+    from models.memory import estimate_training_memory
+
+    name, size = cfg.backbone.name, cfg.data.image_size
+    mini_batch = max(1, cfg.batch // cfg.subdivisions)
+    estimate = estimate_training_memory(name, size, **dict(cfg.backbone.kwargs))
+    total = estimate.total_bytes(mini_batch) / 1e9
+    limit = cfg.backbone.max_memory_gb
+    if total <= limit:
+        return
+    what = f"backbone {name}" + (f" ({cfg.backbone.cfg})" if cfg.backbone.cfg else "")
+    raise ConfigError(
+        f"{what} needs about {total:,.1f} GB to train at data.image_size={size} with a "
+        f"mini-batch of {mini_batch} (weights, gradients and momentum "
+        f"{estimate.state_bytes() / 1e9:,.1f} GB, the largest {estimate.largest_module} with "
+        f"{estimate.largest_parameters:,} weights; layer outputs "
+        f"{estimate.activation_bytes(mini_batch) / 1e9:,.1f} GB): over "
+        f"backbone.max_memory_gb={limit:g}; if the machine has that much memory, raise "
+        "backbone.max_memory_gb"
+    )
 
 
 def _check_backbone_and_blocks(cfg: Any) -> None:
@@ -110,6 +133,7 @@ def preflight(cfg: DictConfig) -> None:
         raise ConfigError(f"device: {err}") from None
     _check_data_root(cfg.data)
     _check_backbone_and_blocks(cfg)
+    _check_memory(cfg)
 
 
 def compose(overrides: Sequence[str] = (), config_dir: Path = CONF_DIR) -> DictConfig:

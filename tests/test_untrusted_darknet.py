@@ -1,6 +1,8 @@
-"""Hostile Darknet cfgs: sane values, one line naming the file, line and key."""
+"""Hostile Darknet cfgs: sane values, a memory estimate before anything is allocated, one line."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 import torch
@@ -8,9 +10,10 @@ import torch
 from models.__main__ import main as models_main
 from models.darknet import DarknetCfgError, DarknetNet, parse_cfg
 from models.darknet.parse import MAX_CFG_BYTES
+from models.memory import estimate_training_memory
 from runners.config import ConfigError
 from runners.preflight import compose
-from tests.conftest import TINY
+from tests.conftest import TINY, run_cli
 
 NET = "[net]\nwidth=32\nheight=32\nchannels=3\n"
 #: A stem of 10^8 filters: 2.7e9 weights, 10^11 outputs per image (13 TB to train at batch 8).
@@ -98,6 +101,47 @@ def test_the_models_cli_refuses_a_cfg_that_is_not_utf8(tmp_path, capsys):
     )
 
 
+def test_the_memory_estimate_counts_weights_and_outputs():
+    estimate = estimate_training_memory("tinyresnet", 32)
+    params = sum(
+        p.numel() for p in __import__("models").create_backbone("tinyresnet", 1000).parameters()
+    )
+    assert estimate.parameters == params
+    # Per sample: the stem alone outputs 32 channels x 32 x 32 (conv, BN, ReLU: 3 times).
+    assert estimate.outputs_per_sample > 3 * 32 * 32 * 32
+    assert estimate.total_bytes(8) - estimate.total_bytes(4) == 4 * 4 * estimate.outputs_per_sample
+    # ResNet-50 at 224 trains in about 36 GB at a mini-batch of 256: well under the default 256.
+    assert 20e9 < estimate_training_memory("resnet50", 224).total_bytes(256) < 60e9
+
+
+def test_preflight_refuses_a_network_over_the_memory_limit(tmp_path, make_cfg):
+    cfg = tmp_path / "huge.cfg"
+    cfg.write_text(HUGE)
+    darknet = [*TINY, "backbone=darknet", f"backbone.cfg={cfg}", "batch=8"]
+    with pytest.raises(ConfigError) as info:
+        compose(darknet)
+    message = str(info.value)
+    assert re.match(
+        rf"backbone darknet \({re.escape(str(cfg))}\) needs about [\d,.]+ GB to train at "
+        r"data\.image_size=32 with a mini-batch of 8 \(weights, gradients and momentum [\d,.]+ "
+        r"GB, the largest layers\.1\.conv with [\d,]+ weights; layer outputs [\d,.]+ GB\): "
+        r"over backbone\.max_memory_gb=256; if the machine has that much memory, raise "
+        r"backbone\.max_memory_gb$",
+        message,
+    ), message
+    # The limit applies to every backbone, and it is a plain key.
+    with pytest.raises(
+        ConfigError,
+        match=r"^backbone tinyresnet needs about 0\.\d GB .* over backbone\.max_memory_gb=0\.01;",
+    ):
+        compose([*TINY, "backbone.max_memory_gb=0.01"])
+    with pytest.raises(
+        ConfigError, match=r"backbone\.max_memory_gb must be > 0 and finite, got -1"
+    ):
+        compose([*TINY, "backbone.max_memory_gb=-1"])
+    compose([*TINY, "backbone.max_memory_gb=0.5"])
+
+
 def test_preflight_names_the_cfg_line_of_a_layer_that_cannot_be_built(tmp_path):
     cfg = tmp_path / "pad.cfg"
     cfg.write_text(NET + "[convolutional]\nfilters=8\nsize=3\npadding=-1\n[avgpool]\n")
@@ -106,3 +150,17 @@ def test_preflight_names_the_cfg_line_of_a_layer_that_cannot_be_built(tmp_path):
         match=rf"^backbone\.cfg: {cfg}:8: \[convolutional\] padding: must be >= 0, got -1$",
     ):
         compose([*TINY, "backbone=darknet", f"backbone.cfg={cfg}"])
+
+
+def test_cli_refuses_a_petabyte_network_with_one_line_and_no_record(tmp_path):
+    cfg = tmp_path / "huge.cfg"
+    cfg.write_text(HUGE)
+    job = tmp_path / "job"
+    result = run_cli(
+        *TINY, "backbone=darknet", f"backbone.cfg={cfg}", "batch=8", f"hydra.run.dir={job}"
+    )
+    assert result.returncode == 2, result.stderr[-3000:]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"error: backbone darknet ({cfg}) needs about ")
+    assert "raise backbone.max_memory_gb" in lines[0]
+    assert not list(tmp_path.rglob("run.json"))
