@@ -34,11 +34,15 @@ CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 def _check_data_root(data: Any) -> None:
     if data.name == "coco":
-        from runners.coco_data import coco_paths
+        from runners.coco_data import coco_paths, validate_annotations
 
         try:
             coco_paths(data)
         except FileNotFoundError as err:
+            raise ConfigError(str(err)) from None
+        try:
+            validate_annotations(data)
+        except ValueError as err:  # DataError: the file and the entry
             raise ConfigError(str(err)) from None
         return
     if data.name != "imagefolder":
