@@ -3,7 +3,8 @@
 ``data=coco`` reads the real set; ``data=synthetic_det`` first generates one
 (:mod:`runners.synthetic_det`) and then takes exactly this path. Annotations are checked by
 :mod:`runners.coco_validate` (the preflight's parse is reused) and indexed by pycocotools (the
-same code that scores them). Each image is letterboxed (longest side to
+same code that scores them); images are decoded by :func:`runners.images.read_rgb` under
+``data.max_image_pixels``. Each image is letterboxed (longest side to
 ``image_size``, padded right and bottom) with torchvision transforms v2, so boxes follow every
 geometric step; training adds a horizontal flip. Crowd boxes are left out of training targets
 (as torchvision's detection references do) but stay in the ground truth COCOeval reads.
@@ -28,6 +29,7 @@ from torchvision.transforms import v2
 
 from runners.coco_validate import validated_coco
 from runners.data import BatchNormalizer
+from runners.images import read_rgb
 from runners.sampler import EpochShuffleSampler
 from runners.synthetic_det import ensure_synthetic_detection_dataset
 
@@ -74,11 +76,13 @@ class CocoDetectionSet(Dataset):
         image_size: int,
         train: bool,
         augment: bool,
+        max_pixels: int | None = None,
         max_bytes: int | None = None,
     ) -> None:
         self.images_dir = Path(images_dir)
         self.ann_file = Path(ann_file)
         self.coco = load_coco(self.ann_file, self.images_dir, max_bytes)
+        self.max_pixels = max_pixels
         self.image_ids = sorted(self.coco.imgs)
         self.category_ids = sorted(self.coco.cats)
         self._label_of = {cat: k for k, cat in enumerate(self.category_ids)}
@@ -97,11 +101,7 @@ class CocoDetectionSet(Dataset):
         image = self._cache.get(image_id)
         if image is None:
             path = self.images_dir / self.coco.imgs[image_id]["file_name"]
-            try:
-                with Image.open(path) as handle:
-                    image = handle.convert("RGB")
-            except (OSError, SyntaxError) as err:
-                raise OSError(f"{path}: cannot read image ({err})") from None
+            image = read_rgb(str(path), self.max_pixels)
             if self.cache_images:
                 self._cache[image_id] = image
         return image
@@ -213,7 +213,10 @@ def build_detection_data(
 ) -> DetectionData:
     """Train and validation loaders over a COCO-layout set; batches are whole optimizer steps."""
     _, splits = coco_paths(data)
-    limits = {"max_bytes": annotation_limit(data)}
+    limits = {
+        "max_pixels": data.max_image_pixels,
+        "max_bytes": annotation_limit(data),
+    }
     train_set = CocoDetectionSet(
         *splits["train_split"], data.image_size, True, data.augment, **limits
     )

@@ -5,6 +5,8 @@ the same path as ``data=imagefolder``. Augmentation uses torchvision transforms 
 images; conversion to float and normalisation happen once per batch on the training device
 (:class:`BatchNormalizer`, as timm's prefetch loader does), which moves a quarter of the bytes
 to the GPU and takes two per-image transforms off the loader.
+
+Images are decoded by :class:`runners.images.ImageReader` under ``data.max_image_pixels``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from torch.utils.data import DataLoader
 from torchvision import datasets
 from torchvision.transforms import v2
 
-from runners.images import read_rgb
+from runners.images import ImageReader
 from runners.sampler import EpochShuffleSampler
 from runners.synthetic import ensure_synthetic_dataset
 
@@ -51,16 +53,17 @@ class DataBundle:
     normalize: BatchNormalizer
 
 
-class _CachedLoader:
+class _CachedLoader(ImageReader):
     """ImageFolder's loader with a memo of decoded RGB images (one per worker process)."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_pixels: int) -> None:
+        super().__init__(max_pixels)
         self._images: dict[str, Image.Image] = {}
 
     def __call__(self, path: str) -> Image.Image:
         image = self._images.get(path)
         if image is None:
-            image = read_rgb(path)
+            image = super().__call__(path)
             self._images[path] = image
         return image
 
@@ -108,7 +111,8 @@ def build_data(data: Any, batch: int, seed: int, pin_memory: bool = False) -> Da
     mini-batches.
     """
     root = dataset_root(data)
-    loader = _CachedLoader() if data.cache_images else read_rgb
+    pixels = data.max_image_pixels
+    loader = _CachedLoader(pixels) if data.cache_images else ImageReader(pixels)
     train_set = datasets.ImageFolder(
         str(root / "train"), transform=_transforms(data, train=True), loader=loader
     )
