@@ -6,7 +6,9 @@ images; conversion to float and normalisation happen once per batch on the train
 (:class:`BatchNormalizer`, as timm's prefetch loader does), which moves a quarter of the bytes
 to the GPU and takes two per-image transforms off the loader.
 
-Images are decoded by :class:`runners.images.ImageReader` under ``data.max_image_pixels``.
+The folder is listed by :func:`runners.image_folder.scan_split` (torchvision's order, but with
+symlink-loop detection and an error for an empty class), and images are decoded by
+:class:`runners.images.ImageReader` under ``data.max_image_pixels``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from torch.utils.data import DataLoader
 from torchvision import datasets
 from torchvision.transforms import v2
 
+from runners.image_folder import scan_split
 from runners.images import ImageReader
 from runners.sampler import EpochShuffleSampler
 from runners.synthetic import ensure_synthetic_dataset
@@ -68,6 +71,18 @@ class _CachedLoader(ImageReader):
         return image
 
 
+class _ImageFolder(datasets.ImageFolder):
+    """torchvision's ImageFolder listed by :func:`~runners.image_folder.scan_split`."""
+
+    def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
+        classes, self._scanned = scan_split(directory)
+        return classes, {name: index for index, name in enumerate(classes)}
+
+    def make_dataset(self, *args: Any, **kwargs: Any) -> list[tuple[str, int]]:
+        samples, self._scanned = self._scanned, []  # kept once, in ``samples``
+        return samples
+
+
 def dataset_root(data: Any) -> Path:
     """The folder with ``train/`` and ``val/``: generated for ``synthetic``, given otherwise."""
     if data.name == "synthetic":
@@ -113,10 +128,10 @@ def build_data(data: Any, batch: int, seed: int, pin_memory: bool = False) -> Da
     root = dataset_root(data)
     pixels = data.max_image_pixels
     loader = _CachedLoader(pixels) if data.cache_images else ImageReader(pixels)
-    train_set = datasets.ImageFolder(
+    train_set = _ImageFolder(
         str(root / "train"), transform=_transforms(data, train=True), loader=loader
     )
-    val_set = datasets.ImageFolder(
+    val_set = _ImageFolder(
         str(root / "val"), transform=_transforms(data, train=False), loader=loader
     )
     if train_set.classes != val_set.classes:

@@ -2,8 +2,10 @@
 
 :func:`preflight` runs :func:`runners.config.validate` (rules on values) and then the checks
 that need more than the config: interpolations resolve, the requested device exists, the data
-directory is there, the backbone accepts its ``kwargs``, its training-memory estimate is within
-``backbone.max_memory_gb`` (``models.memory``), and no DropBlock block is larger than
+is there and usable (an ImageFolder split lists classes and images without a symlink loop,
+``runners.image_folder``; a COCO annotation file passes ``runners.coco_validate``), the backbone
+accepts its ``kwargs`` (a Darknet cfg its sane-value checks), its training-memory estimate is
+within ``backbone.max_memory_gb`` (``models.memory``), and no DropBlock block is larger than
 every feature map of the backbone. A block larger only than the maps of its own group is
 clamped by the layer (SpatialDropout, as the paper's block 7 on 7x7 maps) and logged. Each failure is a :class:`ConfigError` with one line
 naming the key and the value.
@@ -47,13 +49,28 @@ def _check_data_root(data: Any) -> None:
         return
     if data.name != "imagefolder":
         return
+    from runners.image_folder import scan_split
+
     root = Path(str(data.root)).expanduser()
+    classes = {}
     for split in ("train", "val"):
         if not (root / split).is_dir():
             raise ConfigError(
                 f"data.root: {root / split} is not a directory "
                 f"(data=imagefolder needs <root>/train/<class>/* and <root>/val/<class>/*)"
             )
+        try:
+            classes[split], _ = scan_split(root / split)
+        except ValueError as err:  # DataError: the folder at fault
+            raise ConfigError(f"data.root: {err}") from None
+    if classes["train"] != classes["val"]:
+        only_train = sorted(set(classes["train"]) - set(classes["val"]))
+        only_val = sorted(set(classes["val"]) - set(classes["train"]))
+        raise ConfigError(
+            f"data.root: {root}/train and {root}/val have different class folders "
+            f"(only in train: {', '.join(only_train[:5]) or '-'}; "
+            f"only in val: {', '.join(only_val[:5]) or '-'})"
+        )
 
 
 def _check_memory(cfg: Any) -> None:
