@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from runners.coco_data import CocoDetectionSet
-from runners.config import ConfigError, config_hash
+from runners.config import ConfigError, config_hash, resolved_container
 from runners.data import build_data
 from runners.images import DataError, ImageReader, read_rgb
 from runners.preflight import compose
@@ -101,12 +101,18 @@ def test_the_limit_applies_in_dataloader_workers(tmp_path, make_cfg, monkeypatch
 def test_the_limit_is_a_checked_key_outside_the_config_hash(make_cfg):
     with pytest.raises(ConfigError, match=r"^data\.max_image_pixels must be >= 1, got 0$"):
         compose([*TINY, "data.max_image_pixels=0"])
-    base = config_hash(make_cfg())
+    config = resolved_container(make_cfg())
+    base = config_hash(config)
     # Limits decide whether a run may start, never what it computes: raising one keeps the
     # completed runs of a study (and the hash of every run recorded before the keys existed).
-    limits = ["data.max_image_pixels=1000", "data.max_annotation_mb=1", "backbone.max_memory_gb=1"]
-    assert config_hash(make_cfg(*limits)) == base
-    assert config_hash(make_cfg("data.image_size=64")) != base
+    config["data"] |= {"max_image_pixels": 1000, "max_annotation_mb": 1.0}
+    config["backbone"]["max_memory_gb"] = 1.0
+    assert config_hash(config) == base
+    del config["data"]["max_image_pixels"], config["data"]["max_annotation_mb"]
+    del config["backbone"]["max_memory_gb"]
+    assert config_hash(config) == base
+    config["data"]["image_size"] = 64
+    assert config_hash(config) != base
 
 
 def test_cli_a_bomb_found_during_training_fails_the_job_with_one_line(tmp_path):
