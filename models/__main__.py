@@ -16,11 +16,14 @@ DARKNET_PREFIX = "darknet:"
 
 
 def _darknet(path: str, args: argparse.Namespace) -> int:
+    import torch
+
     from models.darknet import DarknetCfgError, DarknetNet, parse_cfg
     from models.darknet.table import format_table, table_dict
 
     try:
-        net = DarknetNet(parse_cfg(path), num_classes=args.num_classes, input_size=args.input)
+        with torch.device("meta"):  # the table needs shapes only: nothing is allocated
+            net = DarknetNet(parse_cfg(path), num_classes=args.num_classes, input_size=args.input)
     except DarknetCfgError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

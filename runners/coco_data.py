@@ -1,8 +1,10 @@
 """Detection data in COCO layout: images in ``<root>/<split>/``, instances in ``<ann>/instances_<split>.json``.
 
 ``data=coco`` reads the real set; ``data=synthetic_det`` first generates one
-(:mod:`runners.synthetic_det`) and then takes exactly this path. Annotations are read by
-pycocotools (the same code that scores them). Each image is letterboxed (longest side to
+(:mod:`runners.synthetic_det`) and then takes exactly this path. Annotations are checked by
+:mod:`runners.coco_validate` (the preflight's parse is reused) and indexed by pycocotools (the
+same code that scores them); images are decoded by :func:`runners.images.read_rgb` under
+``data.max_image_pixels``. Each image is letterboxed (longest side to
 ``image_size``, padded right and bottom) with torchvision transforms v2, so boxes follow every
 geometric step; training adds a horizontal flip. Crowd boxes are left out of training targets
 (as torchvision's detection references do) but stay in the ground truth COCOeval reads.
@@ -15,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,49 +27,37 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from runners.coco_validate import validated_coco
 from runners.data import BatchNormalizer
+from runners.images import read_rgb
 from runners.sampler import EpochShuffleSampler
 from runners.synthetic_det import ensure_synthetic_detection_dataset
 
 __all__ = [
     "CocoDetectionSet",
     "DetectionData",
+    "annotation_limit",
     "build_detection_data",
     "coco_paths",
     "collate_detection",
     "load_coco",
+    "validate_annotations",
 ]
 
 
-def load_coco(ann_file: Path) -> Any:
-    """pycocotools' COCO index of ``ann_file``; a malformed file raises one error naming it."""
+def load_coco(
+    ann_file: str | Path, images_dir: str | Path | None = None, max_bytes: int | None = None
+) -> Any:
+    """pycocotools' COCO index of ``ann_file``, checked by :mod:`runners.coco_validate`.
+
+    ``images_dir``: where every ``file_name`` must be (``None``: the names are only checked to be
+    relative paths without ``..``, for scoring, which reads no image). ``max_bytes``: the
+    largest file read (``None``: no limit). A bad file raises one
+    :class:`~runners.images.DataError` naming it and the entry.
+    """
     from pycocotools.coco import COCO
 
-    try:
-        dataset = json.loads(Path(ann_file).read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{ann_file}: annotation file does not exist") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{ann_file}: not valid JSON ({err})") from None
-    if not isinstance(dataset, dict):
-        raise ValueError(f"{ann_file}: not a COCO instances file (top level is not an object)")
-    for key in ("images", "annotations", "categories"):
-        if not isinstance(dataset.get(key), list):
-            raise ValueError(f"{ann_file}: not a COCO instances file (no list {key!r})")
-    required = {
-        "images": ("id", "file_name"),
-        "annotations": ("id", "image_id", "category_id", "bbox"),
-        "categories": ("id",),
-    }
-    for key, fields in required.items():
-        for position, entry in enumerate(dataset[key]):
-            missing = [f for f in fields if not isinstance(entry, dict) or f not in entry]
-            if missing:
-                raise ValueError(f"{ann_file}: {key}[{position}] has no {', '.join(missing)}")
-    for position, ann in enumerate(dataset["annotations"]):
-        bbox = ann["bbox"]
-        if not (isinstance(bbox, list) and len(bbox) == 4):
-            raise ValueError(f"{ann_file}: annotations[{position}].bbox must be [x, y, w, h]")
+    dataset = validated_coco(ann_file, images_dir, max_bytes)
     coco = COCO()
     coco.dataset = dataset
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
@@ -81,11 +70,19 @@ class CocoDetectionSet(Dataset):
     pixels), ``labels`` (0-based class), ``image_id`` and ``scale`` (letterboxed / original)."""
 
     def __init__(
-        self, images_dir: Path, ann_file: Path, image_size: int, train: bool, augment: bool
+        self,
+        images_dir: Path,
+        ann_file: Path,
+        image_size: int,
+        train: bool,
+        augment: bool,
+        max_pixels: int | None = None,
+        max_bytes: int | None = None,
     ) -> None:
         self.images_dir = Path(images_dir)
         self.ann_file = Path(ann_file)
-        self.coco = load_coco(self.ann_file)
+        self.coco = load_coco(self.ann_file, self.images_dir, max_bytes)
+        self.max_pixels = max_pixels
         self.image_ids = sorted(self.coco.imgs)
         self.category_ids = sorted(self.coco.cats)
         self._label_of = {cat: k for k, cat in enumerate(self.category_ids)}
@@ -104,11 +101,7 @@ class CocoDetectionSet(Dataset):
         image = self._cache.get(image_id)
         if image is None:
             path = self.images_dir / self.coco.imgs[image_id]["file_name"]
-            try:
-                with Image.open(path) as handle:
-                    image = handle.convert("RGB")
-            except (OSError, SyntaxError) as err:
-                raise OSError(f"{path}: cannot read image ({err})") from None
+            image = read_rgb(str(path), self.max_pixels)
             if self.cache_images:
                 self._cache[image_id] = image
         return image
@@ -193,13 +186,41 @@ def coco_paths(data: Any) -> tuple[Path, dict[str, tuple[Path, Path]]]:
     return root, splits
 
 
+def annotation_limit(data: Any) -> int:
+    """``data.max_annotation_mb`` in bytes."""
+    return int(data.max_annotation_mb * 1e6)
+
+
+def validate_annotations(data: Any) -> None:
+    """Check both splits' annotation files before anything is written (the preflight's call).
+
+    Raises :class:`~runners.images.DataError` for a bad file and ``ValueError`` when the splits
+    list different categories. The validated files are kept for :func:`build_detection_data`.
+    """
+    _, splits = coco_paths(data)
+    categories = {}
+    for key, (images, ann) in splits.items():
+        dataset = validated_coco(ann, images, annotation_limit(data), keep=True)
+        categories[key] = sorted(c["id"] for c in dataset["categories"])
+    if categories["train_split"] != categories["val_split"]:
+        raise ValueError(
+            f"{splits['train_split'][1]} and {splits['val_split'][1]} list different categories"
+        )
+
+
 def build_detection_data(
     data: Any, batch: int, seed: int, pin_memory: bool = False
 ) -> DetectionData:
     """Train and validation loaders over a COCO-layout set; batches are whole optimizer steps."""
     _, splits = coco_paths(data)
-    train_set = CocoDetectionSet(*splits["train_split"], data.image_size, True, data.augment)
-    val_set = CocoDetectionSet(*splits["val_split"], data.image_size, False, False)
+    limits = {
+        "max_pixels": data.max_image_pixels,
+        "max_bytes": annotation_limit(data),
+    }
+    train_set = CocoDetectionSet(
+        *splits["train_split"], data.image_size, True, data.augment, **limits
+    )
+    val_set = CocoDetectionSet(*splits["val_split"], data.image_size, False, False, **limits)
     train_set.cache_images = val_set.cache_images = bool(data.cache_images)
     if train_set.category_ids != val_set.category_ids:
         raise ValueError(

@@ -64,6 +64,13 @@ GROUPS = ("1", "2", "3", "4")
 #: ``divergence`` only decides when a run is stopped, ``force`` only whether it reruns,
 #: ``checkpoint`` only how often state is saved.
 HASH_EXCLUDED_KEYS = ("logger", "report", "study", "checkpoint", "divergence", "force")
+#: Limits on untrusted input (docs/ROBUSTNESS.md): they decide whether a run may start, never
+#: what it computes, so they stay out of the hash too (and raising one keeps completed runs).
+HASH_EXCLUDED_LIMITS = (
+    ("data", "max_annotation_mb"),
+    ("data", "max_image_pixels"),
+    ("backbone", "max_memory_gb"),
+)
 
 
 class ConfigError(ValueError):
@@ -143,6 +150,12 @@ class DataConfig:
     #: study trains on the same images.
     seed: int = 0
     cache_dir: str = ".cache/data"
+    # Limits on untrusted files (docs/ROBUSTNESS.md, "Untrusted data files").
+    #: Largest width x height decoded; a larger image fails the job naming the file. Pillow's
+    #: own limit (about 89 MP, 256 MB as RGB), enforced as an error instead of a warning.
+    max_image_pixels: int = 89_478_485
+    #: Largest COCO annotation file read, in MB (COCO's train2017 is 448 MB).
+    max_annotation_mb: float = 2048.0
 
 
 @dataclass
@@ -153,6 +166,9 @@ class BackboneConfig:
     kwargs: dict[str, Any] = field(default_factory=dict)
     #: The Darknet .cfg file of ``backbone=darknet`` (docs/DARKNET.md); unused otherwise.
     cfg: str | None = None
+    #: Largest training-memory estimate allowed, in GB: fp32 weights, gradients and momentum
+    #: plus every layer's output for one mini-batch, measured on the meta device.
+    max_memory_gb: float = 256.0
 
 
 @dataclass
@@ -388,6 +404,14 @@ def validate(cfg: DictConfig | Config) -> None:
         raise _name_error("data.crop", data.crop, ("pad", "resized"))
     if data.workers < 0:
         raise ConfigError(f"data.workers must be >= 0, got {data.workers}")
+    if data.max_image_pixels < 1:
+        raise ConfigError(f"data.max_image_pixels must be >= 1, got {data.max_image_pixels}")
+    for key, value in (
+        ("data.max_annotation_mb", data.max_annotation_mb),
+        ("backbone.max_memory_gb", cfg.backbone.max_memory_gb),
+    ):
+        if not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"{key} must be > 0 and finite, got {value}")
     if data.name == "synthetic":
         if not 2 <= data.num_classes <= 10:
             raise ConfigError(
@@ -529,6 +553,9 @@ def config_hash(cfg: DictConfig | dict[str, Any]) -> str:
     """
     container = cfg if isinstance(cfg, dict) else resolved_container(cfg)
     relevant = {k: v for k, v in container.items() if k not in HASH_EXCLUDED_KEYS}
+    for group, key in HASH_EXCLUDED_LIMITS:
+        if isinstance(relevant.get(group), dict) and key in relevant[group]:
+            relevant[group] = {k: v for k, v in relevant[group].items() if k != key}
     cfg_file = (container.get("backbone") or {}).get("cfg")
     if cfg_file and Path(cfg_file).expanduser().is_file():
         content = Path(cfg_file).expanduser().read_bytes()

@@ -5,6 +5,10 @@ the same path as ``data=imagefolder``. Augmentation uses torchvision transforms 
 images; conversion to float and normalisation happen once per batch on the training device
 (:class:`BatchNormalizer`, as timm's prefetch loader does), which moves a quarter of the bytes
 to the GPU and takes two per-image transforms off the loader.
+
+The folder is listed by :func:`runners.image_folder.scan_split` (torchvision's order, but with
+symlink-loop detection and an error for an empty class), and images are decoded by
+:class:`runners.images.ImageReader` under ``data.max_image_pixels``.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from torch.utils.data import DataLoader
 from torchvision import datasets
 from torchvision.transforms import v2
 
-from runners.images import read_rgb
+from runners.image_folder import scan_split
+from runners.images import ImageReader
 from runners.sampler import EpochShuffleSampler
 from runners.synthetic import ensure_synthetic_dataset
 
@@ -51,18 +56,31 @@ class DataBundle:
     normalize: BatchNormalizer
 
 
-class _CachedLoader:
+class _CachedLoader(ImageReader):
     """ImageFolder's loader with a memo of decoded RGB images (one per worker process)."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_pixels: int) -> None:
+        super().__init__(max_pixels)
         self._images: dict[str, Image.Image] = {}
 
     def __call__(self, path: str) -> Image.Image:
         image = self._images.get(path)
         if image is None:
-            image = read_rgb(path)
+            image = super().__call__(path)
             self._images[path] = image
         return image
+
+
+class _ImageFolder(datasets.ImageFolder):
+    """torchvision's ImageFolder listed by :func:`~runners.image_folder.scan_split`."""
+
+    def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
+        classes, self._scanned = scan_split(directory)
+        return classes, {name: index for index, name in enumerate(classes)}
+
+    def make_dataset(self, *args: Any, **kwargs: Any) -> list[tuple[str, int]]:
+        samples, self._scanned = self._scanned, []  # kept once, in ``samples``
+        return samples
 
 
 def dataset_root(data: Any) -> Path:
@@ -108,11 +126,12 @@ def build_data(data: Any, batch: int, seed: int, pin_memory: bool = False) -> Da
     mini-batches.
     """
     root = dataset_root(data)
-    loader = _CachedLoader() if data.cache_images else read_rgb
-    train_set = datasets.ImageFolder(
+    pixels = data.max_image_pixels
+    loader = _CachedLoader(pixels) if data.cache_images else ImageReader(pixels)
+    train_set = _ImageFolder(
         str(root / "train"), transform=_transforms(data, train=True), loader=loader
     )
-    val_set = datasets.ImageFolder(
+    val_set = _ImageFolder(
         str(root / "val"), transform=_transforms(data, train=False), loader=loader
     )
     if train_set.classes != val_set.classes:

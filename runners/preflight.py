@@ -2,7 +2,10 @@
 
 :func:`preflight` runs :func:`runners.config.validate` (rules on values) and then the checks
 that need more than the config: interpolations resolve, the requested device exists, the data
-directory is there, the backbone accepts its ``kwargs``, and no DropBlock block is larger than
+is there and usable (an ImageFolder split lists classes and images without a symlink loop,
+``runners.image_folder``; a COCO annotation file passes ``runners.coco_validate``), the backbone
+accepts its ``kwargs`` (a Darknet cfg its sane-value checks), its training-memory estimate is
+within ``backbone.max_memory_gb`` (``models.memory``), and no DropBlock block is larger than
 every feature map of the backbone. A block larger only than the maps of its own group is
 clamped by the layer (SpatialDropout, as the paper's block 7 on 7x7 maps) and logged. Each failure is a :class:`ConfigError` with one line
 naming the key and the value.
@@ -33,31 +36,75 @@ CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 def _check_data_root(data: Any) -> None:
     if data.name == "coco":
-        from runners.coco_data import coco_paths
+        from runners.coco_data import coco_paths, validate_annotations
 
         try:
             coco_paths(data)
         except FileNotFoundError as err:
             raise ConfigError(str(err)) from None
+        try:
+            validate_annotations(data)
+        except ValueError as err:  # DataError: the file and the entry
+            raise ConfigError(str(err)) from None
         return
     if data.name != "imagefolder":
         return
+    from runners.image_folder import scan_split
+
     root = Path(str(data.root)).expanduser()
+    classes = {}
     for split in ("train", "val"):
         if not (root / split).is_dir():
             raise ConfigError(
                 f"data.root: {root / split} is not a directory "
                 f"(data=imagefolder needs <root>/train/<class>/* and <root>/val/<class>/*)"
             )
+        try:
+            classes[split], _ = scan_split(root / split)
+        except ValueError as err:  # DataError: the folder at fault
+            raise ConfigError(f"data.root: {err}") from None
+    if classes["train"] != classes["val"]:
+        only_train = sorted(set(classes["train"]) - set(classes["val"]))
+        only_val = sorted(set(classes["val"]) - set(classes["train"]))
+        raise ConfigError(
+            f"data.root: {root}/train and {root}/val have different class folders "
+            f"(only in train: {', '.join(only_train[:5]) or '-'}; "
+            f"only in val: {', '.join(only_val[:5]) or '-'})"
+        )
+
+
+def _check_memory(cfg: Any) -> None:
+    from models.memory import estimate_training_memory
+
+    name, size = cfg.backbone.name, cfg.data.image_size
+    mini_batch = max(1, cfg.batch // cfg.subdivisions)
+    estimate = estimate_training_memory(name, size, **dict(cfg.backbone.kwargs))
+    total = estimate.total_bytes(mini_batch) / 1e9
+    limit = cfg.backbone.max_memory_gb
+    if total <= limit:
+        return
+    what = f"backbone {name}" + (f" ({cfg.backbone.cfg})" if cfg.backbone.cfg else "")
+    raise ConfigError(
+        f"{what} needs about {total:,.1f} GB to train at data.image_size={size} with a "
+        f"mini-batch of {mini_batch} (weights, gradients and momentum "
+        f"{estimate.state_bytes() / 1e9:,.1f} GB, the largest {estimate.largest_module} with "
+        f"{estimate.largest_parameters:,} weights; layer outputs "
+        f"{estimate.activation_bytes(mini_batch) / 1e9:,.1f} GB): over "
+        f"backbone.max_memory_gb={limit:g}; if the machine has that much memory, raise "
+        "backbone.max_memory_gb"
+    )
 
 
 def _check_backbone_and_blocks(cfg: Any) -> None:
     from layers.regularizer import effective_group_settings
+    from models.darknet.parse import DarknetCfgError
     from models.feature_maps import group_map_sizes
 
     name, size = cfg.backbone.name, cfg.data.image_size
     try:
         maps = group_map_sizes(name, size, **dict(cfg.backbone.kwargs))
+    except DarknetCfgError as err:  # the file and line of the layer at fault
+        raise ConfigError(f"backbone.cfg: {err}") from None
     except Exception as err:  # whatever the builder raises, the key to fix is backbone.kwargs
         kwargs = dict(cfg.backbone.kwargs)
         raise ConfigError(
@@ -107,6 +154,7 @@ def preflight(cfg: DictConfig) -> None:
         raise ConfigError(f"device: {err}") from None
     _check_data_root(cfg.data)
     _check_backbone_and_blocks(cfg)
+    _check_memory(cfg)
 
 
 def compose(overrides: Sequence[str] = (), config_dir: Path = CONF_DIR) -> DictConfig:

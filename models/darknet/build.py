@@ -6,6 +6,13 @@ path names the cfg layer (``layers.20.conv``) and Darknet's layer tables, log li
 ``models.darknet.layers``; the builder checks every size while it goes, so a cfg that does not
 fit fails with the file and line of the layer at fault.
 
+Sane values: besides Darknet's own rules (filters >= 1, a window that fits, ...) no size may be
+negative where Darknet would read memory before the map (``padding=-1``), and no layer may hold
+more than :data:`MAX_ELEMENTS` weights or outputs per sample, so an absurd ``filters``/``size``
+fails here, naming the line, instead of asking the allocator for petabytes. How much a sane
+network needs to train is checked against ``backbone.max_memory_gb`` by the preflight
+(``models.memory``).
+
 BFLOPs per layer follow Darknet's ``l.bflops`` (``convolutional_layer.c``, ``maxpool_layer.c``,
 ``shortcut_layer.c``): conv ``2 * (c / groups) * n * size^2 * out_h * out_w``, maxpool
 ``size^2 * c * out_h * out_w``, shortcut ``out_c * out_h * out_w * len(from)``; everything else 0.
@@ -34,7 +41,13 @@ from models.darknet.layers import (
 )
 from models.darknet.parse import DarknetCfg, DarknetCfgError, Section
 
-__all__ = ["DarknetNet", "LayerInfo", "dropblock_options"]
+__all__ = ["MAX_ELEMENTS", "DarknetNet", "LayerInfo", "dropblock_options"]
+
+#: Most weights, or outputs per sample, of one layer (2^40, 4 TB as fp32): beyond any network
+#: that can be trained, and far enough from 2^63 that no shape arithmetic overflows.
+MAX_ELEMENTS = 2**40
+#: Largest integer a cfg may give (Darknet reads them into a C ``int``).
+MAX_INT = 2**31 - 1
 
 
 @dataclass
@@ -112,6 +125,27 @@ def dropblock_options(section: Section, height: int, width: int) -> dict[str, An
     }
 
 
+def _check_ints(cfg: DarknetCfg, section: Section) -> None:
+    """Every integer of ``section`` fits Darknet's C ``int``."""
+    for key in section.lines:
+        value = section.values[key]
+        for number in value if isinstance(value, list) else [value]:
+            if isinstance(number, int) and abs(number) > MAX_INT:
+                raise cfg.error(section, f"{number} is out of range (|value| <= {MAX_INT})", key)
+
+
+def _check_size(cfg: DarknetCfg, section: Section, weights: int, out: _Shape) -> None:
+    """Refuse a layer of more than :data:`MAX_ELEMENTS` weights or outputs per sample."""
+    outputs = out.c * out.h * out.w
+    for what, count in (("weights", weights), ("outputs per image", outputs)):
+        if count > MAX_ELEMENTS:
+            raise cfg.error(
+                section,
+                f"{count:,} {what} ({out.c}x{out.h}x{out.w} out) is more than one layer can "
+                f"hold ({MAX_ELEMENTS:,}); check filters, size and [net] width/height",
+            )
+
+
 @dataclass
 class _Shape:
     c: int
@@ -144,11 +178,19 @@ class DarknetNet(nn.Module):
     ) -> None:
         super().__init__()
         net = cfg.net
+        for section in (net, *cfg.layers):
+            _check_ints(cfg, section)
         height = input_size or net["height"]
         width = input_size or net["width"]
         channels = net["channels"] or 3
-        if not height or not width:
+        if height < 1 or width < 1:
             raise cfg.error(net, "width and height must be set (> 0) to build the network")
+        if channels < 1:
+            raise cfg.error(net, f"must be >= 1, got {channels}", "channels")
+        if channels * height * width > MAX_ELEMENTS:
+            raise cfg.error(
+                net, f"a {channels}x{height}x{width} input is larger than {MAX_ELEMENTS:,} values"
+            )
         self.cfg_path = cfg.path
         self.input_shape = (channels, height, width)
         self.layers = nn.ModuleList()
@@ -165,6 +207,7 @@ class DarknetNet(nn.Module):
             module, out, info = self._build_layer(
                 cfg, index, section, current, shapes, num_classes, keep_dropout
             )
+            _check_size(cfg, section, info.weights, out)  # a route's or shortcut's output
             if not out.flat:
                 stride = height // out.h if out.h else 0
                 if stride >= 4:
@@ -225,12 +268,13 @@ class DarknetNet(nn.Module):
             for key, value, ok in (
                 ("filters", filters, filters >= 1),
                 ("size", size, size >= 1),
+                ("padding", padding, padding >= 0),
                 ("stride", min(stride_x, stride_y), min(stride_x, stride_y) >= 1),
                 ("dilation", dilation, dilation >= 1),
                 ("batch_normalize", bn, bn in (0, 1, 2)),
             ):
                 if not ok:
-                    rule = "0, 1 or 2" if key == "batch_normalize" else ">= 1"
+                    rule = {"batch_normalize": "0, 1 or 2", "padding": ">= 0"}.get(key, ">= 1")
                     raise cfg.error(s, f"must be {rule}, got {value}", key)
             if groups < 1 or x.c % groups or filters % groups:
                 raise cfg.error(
@@ -243,14 +287,15 @@ class DarknetNet(nn.Module):
             out_w = (x.w + 2 * padding - extent) // stride_x + 1
             if out_h < 1 or out_w < 1:
                 raise cfg.error(s, f"a {size}x{size} window does not fit the {x.h}x{x.w} input")
+            weights = (x.c // groups) * filters * size * size
+            out = _Shape(filters, out_h, out_w, flat=x.flat)
+            _check_size(cfg, s, weights, out)  # before anything is allocated
             module = DarknetConv(
                 x.c, filters, size, (stride_y, stride_x), padding, groups, dilation, bn,
                 _activation(cfg, s),
             )  # fmt: skip
             if bn == 2:
                 self._cfg_placements.append(("cmbn", f"layers.{index}.bn"))
-            weights = (x.c // groups) * filters * size * size
-            out = _Shape(filters, out_h, out_w, flat=x.flat)
             stride_text = f"{stride_y}" if stride_x == stride_y else f"{stride_y}x{stride_x}"
             geometry = f"{size} x {size}/{stride_text:>2}" + (f"/{groups}g" if groups > 1 else "")
             return (
@@ -350,6 +395,13 @@ class DarknetNet(nn.Module):
                 )
             out_h = (x.h + padding - size) // stride + 1
             out_w = (x.w + padding - size) // stride + 1
+            if out_h < 1 or out_w < 1:
+                raise cfg.error(
+                    s,
+                    f"a {size}x{size} window with padding {padding} does not fit the "
+                    f"{x.h}x{x.w} input",
+                    "size",
+                )
             out = _Shape(x.c, out_h, out_w, flat=x.flat)
             return MaxPoolDark(size, (stride, stride), padding), out, info(
                 out, filters=None, geometry=f"{size} x {size}/{stride:>2}",
@@ -364,6 +416,13 @@ class DarknetNet(nn.Module):
             p = s["probability"]
             if not 0 <= p < 1:
                 raise cfg.error(s, f"must be in [0, 1), got {p}", "probability")
+            for key, high in (
+                ("dropblock_size_abs", MAX_ELEMENTS),
+                ("dropblock_size_rel", 1),
+                ("dropblock_size", 1),
+            ):
+                if not 0 <= s[key] <= high:  # also NaN
+                    raise cfg.error(s, f"must be in [0, {high}], got {s[key]}", key)
             out = _Shape(x.c, x.h, x.w, flat=x.flat)
             if s["dropblock"]:
                 options = dropblock_options(s, x.h, x.w)
@@ -392,6 +451,7 @@ class DarknetNet(nn.Module):
             if bn not in (0, 1):
                 raise cfg.error(s, f"must be 0 or 1 for [connected], got {bn}", "batch_normalize")
             out = _Shape(outputs, 1, 1, flat=True)
+            _check_size(cfg, s, inputs * outputs, out)  # before anything is allocated
             return (
                 Connected(inputs, outputs, bn, _activation(cfg, s)),
                 out,
@@ -401,7 +461,7 @@ class DarknetNet(nn.Module):
         if kind == "softmax":
             if s["groups"] != 1:
                 raise cfg.error(s, "grouped softmax is not supported (only groups=1)", "groups")
-            if s["temperature"] <= 0:
+            if not 0 < s["temperature"] < math.inf:
                 raise cfg.error(s, f"must be > 0, got {s['temperature']}", "temperature")
             out = _Shape(x.c, x.h, x.w, flat=x.flat)
             return Softmax(s["temperature"]), out, info(out, filters=None, geometry="", bflops=0.0)

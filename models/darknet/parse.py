@@ -24,12 +24,17 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "MAX_CFG_BYTES",
     "DarknetCfg",
     "DarknetCfgError",
     "Section",
     "parse_cfg",
     "parse_cfg_text",
 ]
+
+
+#: Largest cfg file read (csresnext50.cfg is 19 KB, yolov4.cfg 12 KB).
+MAX_CFG_BYTES = 1 << 20
 
 
 class DarknetCfgError(ValueError):
@@ -278,10 +283,28 @@ def parse_cfg_text(text: str, path: str = "<cfg>") -> DarknetCfg:
 
 
 def parse_cfg(path: str | Path) -> DarknetCfg:
-    """Read and parse a cfg file (see :func:`parse_cfg_text`)."""
+    """Read and parse a cfg file (see :func:`parse_cfg_text`).
+
+    The file must be UTF-8 text (ASCII, as every Darknet cfg is, included) of at most
+    :data:`MAX_CFG_BYTES`; anything else is one :class:`DarknetCfgError` naming the file.
+    """
     file = Path(path)
     try:
-        text = file.read_text()
+        with open(file, "rb") as handle:
+            raw = handle.read(MAX_CFG_BYTES + 1)  # bounded: also for /dev/zero or a FIFO
     except OSError as err:
         raise DarknetCfgError(f"{file}: cannot read the Darknet cfg: {err.strerror}") from None
+    if len(raw) > MAX_CFG_BYTES:
+        raise DarknetCfgError(
+            f"{file}: more than {MAX_CFG_BYTES:,} bytes, not a Darknet cfg (the largest are "
+            "tens of KB)"
+        )
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        raise DarknetCfgError(
+            f"{file}:{line}: not UTF-8 text (byte 0x{raw[err.start]:02x}); save the cfg as "
+            "UTF-8 or ASCII"
+        ) from None
     return parse_cfg_text(text, str(file))

@@ -10,12 +10,18 @@ Layout (AlexeyAB/darknet ``parser.c`` ``load_weights_upto`` / ``save_weights_upt
   then with BN the scales, rolling mean and rolling variance.
 
 Other layers hold no weights. Writing uses version 0.2.5 (``uint64`` seen), as Darknet does.
+
+A ``.weights`` file is untrusted data: its header is read and its size compared with what the
+cfg needs (from the file's stat) before the body is read, so a short, cut-off or foreign file is
+one :class:`WeightsFileError` naming it, never a bare ``struct.error`` or a read of gigabytes.
 """
 
 from __future__ import annotations
 
+import os
 import struct
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -24,7 +30,7 @@ from torch import nn
 from models.darknet.build import DarknetNet
 from models.darknet.layers import Connected, DarknetConv
 
-__all__ = ["load_weights", "save_weights"]
+__all__ = ["WeightsFileError", "load_weights", "save_weights"]
 
 VERSION = (0, 2, 5)
 
@@ -67,30 +73,62 @@ def _tensors(net: DarknetNet) -> list[tuple[str, torch.Tensor]]:
     return order
 
 
+class WeightsFileError(ValueError):
+    """A ``.weights`` file does not fit its cfg; the message starts with the file's path."""
+
+
+def _header(path: Path, handle: BinaryIO, size: int) -> tuple[int, int, int, int, int]:
+    """``(major, minor, revision, seen, header bytes)``, checked before the body is read."""
+    if size < 12:
+        raise WeightsFileError(
+            f"{path}: not a Darknet .weights file (a header needs 12 bytes for the version, "
+            f"found {size})"
+        )
+    major, minor, revision = struct.unpack("<3i", handle.read(12))
+    if major < 0 or minor < 0 or revision < 0:
+        raise WeightsFileError(
+            f"{path}: not a Darknet .weights file (version {major}.{minor}.{revision})"
+        )
+    wide = major * 10 + minor >= 2  # uint64 images-seen counter from version 0.2 on
+    length = 20 if wide else 16
+    if size < length:
+        raise WeightsFileError(
+            f"{path}: header of version {major}.{minor}.{revision} needs {length} bytes, "
+            f"found {size}"
+        )
+    (seen,) = struct.unpack("<Q" if wide else "<i", handle.read(length - 12))
+    return major, minor, revision, seen, length
+
+
 @torch.no_grad()
 def load_weights(net: DarknetNet, path: str | Path) -> tuple[int, int, int]:
     """Fill ``net`` from a Darknet ``.weights`` file; returns its (major, minor, revision).
 
-    The images-seen counter goes to ``net.seen``. Raises ``ValueError`` naming the file when its
-    size does not match the cfg (a different cfg, or another number of classes).
+    The images-seen counter goes to ``net.seen``. The header and the file's size (from its stat)
+    are checked before the body is read: :class:`WeightsFileError` names the file and what was
+    expected and found (a different cfg, another number of classes, a cut-off download).
     """
-    data = Path(path).read_bytes()
-    if len(data) < 12:
-        raise ValueError(f"{path}: not a Darknet .weights file (only {len(data)} bytes)")
-    major, minor, revision = struct.unpack_from("<3i", data, 0)
-    if major * 10 + minor >= 2:
-        (seen,), offset = struct.unpack_from("<Q", data, 12), 20
-    else:
-        (seen,), offset = struct.unpack_from("<i", data, 12), 16
-    transpose = major > 1000 or minor > 1000
-    floats = np.frombuffer(data, dtype="<f4", offset=offset)
+    path = Path(path)
     order = _tensors(net)
     needed = sum(t.numel() for _, t in order)
-    if floats.size != needed:
-        raise ValueError(
-            f"{path}: holds {floats.size:,} floats after its header, but {net.cfg_path} needs "
-            f"{needed:,} (a different cfg, or another number of classes?)"
-        )
+    try:
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            major, minor, revision, seen, offset = _header(path, handle, size)
+            body = size - offset
+            if body != 4 * needed:
+                whole = "" if body % 4 == 0 else f" and {body % 4} stray bytes"
+                raise WeightsFileError(
+                    f"{path}: holds {body // 4:,} floats{whole} after its {offset}-byte header, "
+                    f"but {net.cfg_path} needs {needed:,} ({4 * needed + offset:,} bytes in "
+                    f"all, found {size:,}; a different cfg, or another number of classes?)"
+                )
+            floats = np.fromfile(handle, dtype="<f4", count=needed)
+    except OSError as err:
+        raise WeightsFileError(f"{path}: cannot read the .weights file ({err.strerror})") from None
+    if floats.size != needed:  # the file shrank while it was read
+        raise WeightsFileError(f"{path}: ended after {floats.size:,} of {needed:,} floats")
+    transpose = major > 1000 or minor > 1000
     at = 0
     for name, tensor in order:
         chunk = torch.from_numpy(floats[at : at + tensor.numel()].copy())
