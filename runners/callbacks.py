@@ -15,6 +15,7 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
 
 from runners import sweep_outcome
 
@@ -36,7 +37,11 @@ class ResultsTableCallback(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_outcome.mark_started()
-        self._before = sweep_outcome.snapshot(Path(config.hydra.sweep.dir).resolve())
+        try:
+            sweep_dir = Path(config.hydra.sweep.dir).resolve()
+        except OmegaConfBaseException:
+            return  # e.g. a study name that is not a plain name: the sweeper stops with it
+        self._before = sweep_outcome.snapshot(sweep_dir)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from reports import write_results
