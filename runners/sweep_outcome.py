@@ -68,8 +68,8 @@ def summarize(sweep_dir: str | os.PathLike[str], before: Snapshot) -> list[RunRe
             continue
         try:
             records.append(load_record(path))
-        except ValueError as err:
-            log.warning("%s", err)
+        except (ValueError, TypeError, AttributeError, RecursionError) as err:  # a bad file
+            log.warning("%s: not a valid run record (%s)", path, err)
     counts = Counter(r.status for r in records)
     # A pruned trial is the Optuna sweeper's decision, not a fault of the command.
     bad = [r for r in records if r.status not in ("completed", "pruned")]
