@@ -1,4 +1,5 @@
-"""Hydra callbacks: at the end of a multirun, tabulate the sweep into ``RESULTS.md``.
+"""Hydra callbacks: at the end of a multirun, tabulate the sweep into ``RESULTS.md``; and keep
+secrets out of the files Hydra writes itself.
 
 Registered in ``conf/config.yaml`` under ``hydra.callbacks``. The aggregation itself lives in
 ``reports`` so that ``python -m reports`` and this callback produce the same file. The callback
@@ -14,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from runners import sweep_outcome
 
-__all__ = ["ResultsTableCallback"]
+__all__ = ["RedactSecretsCallback", "ResultsTableCallback"]
 
 log = logging.getLogger(__name__)
 
@@ -75,3 +77,32 @@ class ResultsTableCallback(Callback):
             return
         log.info("results table: %s", path)
         print(f"results: {path}")
+
+
+class RedactSecretsCallback(Callback):
+    """Rewrites Hydra's own files without passwords, tokens or keys (``runners.redact``).
+
+    Hydra saves ``.hydra/config.yaml``, ``hydra.yaml`` and ``overrides.yaml`` in the job
+    directory just before ``on_job_start``, and a multirun's ``multirun.yaml`` before its first
+    job, copying every override as given: ``hydra.job.env_set.WANDB_API_KEY=...``, or the value
+    of a variable named in ``hydra.job.env_copy``. ``on_job_start`` rewrites them redacted (a
+    file without secrets is not touched), before the job runs; ``on_multirun_end`` checks
+    ``multirun.yaml`` again. The Optuna sweeper's storage URL never reaches these files with its
+    password (``runners.optuna_sweep``).
+    """
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from runners.redact import redact_file
+
+        hydra = config.hydra
+        if hydra.output_subdir is not None:
+            saved = Path(hydra.runtime.output_dir) / str(hydra.output_subdir)
+            for name in ("config.yaml", "hydra.yaml", "overrides.yaml"):
+                redact_file(saved / name)
+        if hydra.mode == RunMode.MULTIRUN:
+            redact_file(Path(hydra.sweep.dir) / "multirun.yaml")
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from runners.redact import redact_file
+
+        redact_file(Path(config.hydra.sweep.dir) / "multirun.yaml")
