@@ -217,7 +217,11 @@ class OptunaSweep:
         if not worker:
             from reports.optuna_study import write_study_summary
 
-            summary = write_study_summary(study_dir)
+            # Its own storage, from its command line: not the URL written in the settings file.
+            storage = settings.storage
+            if password is not None:
+                storage = redact.with_password(storage, password)
+            summary = write_study_summary(study_dir, storage=storage)
             print(f"optuna study: {summary}")
         if failed_helpers:
             raise RuntimeError(f"{len(failed_helpers)} worker process(es) of this study failed")

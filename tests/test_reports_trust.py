@@ -4,10 +4,17 @@ not fatal, and a storage named inside the directory is opened only if it lies in
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
+import optuna
+import pytest
+
+from reports.__main__ import main
+from runners.optuna_settings import StudySettings
 from tests.conftest import ROOT
 from tests.reports_fixture import _config, _record
 
@@ -61,3 +68,83 @@ def test_broken_run_records_are_listed_as_unreadable(tmp_path):
     assert set(rows) == {f"{name}/run.json" for name in BROKEN}
     for name, reason in REASONS.items():
         assert reason.lower() in rows[f"{name}/run.json"].lower(), name
+
+
+def _study_db(path: Path, name: str, job_dir: Path, value: float) -> None:
+    """An Optuna study with one complete trial whose job directory is ``job_dir``."""
+    study = optuna.create_study(study_name=name, storage=f"sqlite:///{path}", direction="maximize")
+    trial = study.ask({"p": optuna.distributions.FloatDistribution(0.0, 1.0)})
+    trial.set_user_attr("job_dir", str(job_dir))
+    trial.set_user_attr("overrides", [f"p={trial.params['p']}"])
+    study.tell(trial, value)
+
+
+def _study_dir(tmp_path: Path, storage: str) -> Path:
+    study = tmp_path / "study"
+    _good(study, "trial_0000", 0)
+    StudySettings(study_name="s", storage=storage).write(study)
+    return study
+
+
+def test_a_storage_file_outside_the_study_dir_is_opened_only_when_given(tmp_path, capsys):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    # The outside trial's job dir holds a record of 7 epochs; the study's own trial_0000 has 2.
+    _config_7 = _config("classify", "tinyresnet", "none", 7, 0, 64)
+    _record(_config_7, {"top1": 1.0, "top5": 1.0, "loss": 1.0}).write(outside / "trial_0000")
+    _study_db(outside / "evil.db", "s", outside / "trial_0000", 42.0)
+    study = _study_dir(tmp_path, f"sqlite:///{outside / 'evil.db'}")
+
+    assert main(["--no-plots", str(study)]) == 0
+    err = capsys.readouterr().err
+    assert "is not a file inside" in err and "pass it with --storage URL" in err
+    assert not (study / "TRIALS.md").exists()
+    assert (study / "RESULTS.md").is_file(), "the run records are still tabulated"
+
+    assert main(["--no-plots", str(study), "--storage", f"sqlite:///{outside / 'evil.db'}"]) == 0
+    trials = (study / "TRIALS.md").read_text()
+    assert "| 0 | complete |" in trials and "| 42 | 2 | `trial_0000` |" in trials, trials
+
+
+def test_a_copied_study_dir_uses_its_own_storage_file(tmp_path, capsys):
+    # optuna_study.json names the SQLite file where the study was first run; the copy has its own.
+    study = _study_dir(tmp_path, "sqlite:////nonexistent/original/optuna.db")
+    _study_db(study / "optuna.db", "s", Path("/nonexistent/original/trial_0000"), 7.0)
+    assert main(["--no-plots", str(study)]) == 0
+    assert "| 0 | complete |" in (study / "TRIALS.md").read_text()
+
+
+@pytest.fixture
+def listener():
+    """A TCP port on 127.0.0.1 that records every connection made to it."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    server.settimeout(0.2)
+    connections: list[object] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            connections.append(conn)
+            conn.close()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield server.getsockname()[1], connections
+    stop.set()
+    thread.join()
+    server.close()
+
+
+def test_a_database_url_in_the_study_dir_is_never_connected_to(tmp_path, listener, capsys):
+    pytest.importorskip("psycopg", reason="no PostgreSQL driver: pip install -e '.[postgres]'")
+    port, connections = listener
+    study = _study_dir(tmp_path, f"postgresql+psycopg://u@127.0.0.1:{port}/db")
+    assert main(["--no-plots", str(study)]) == 0
+    assert "pass it with --storage URL" in capsys.readouterr().err
+    assert connections == [], "reports connected to a URL written in the study directory"

@@ -220,7 +220,7 @@ def postgres_with_password() -> Iterator[tuple[str, str]]:
 
 
 def test_a_password_in_the_storage_url_is_used_and_written_nowhere(
-    tmp_path, data_cache, postgres_with_password
+    tmp_path, data_cache, postgres_with_password, capsys
 ):
     bare, password = postgres_with_password
     url = bare.replace("@", f":{password}@", 1)
@@ -241,3 +241,15 @@ def test_a_password_in_the_storage_url_is_used_and_written_nowhere(
     assert list(study.rglob("*.wandb")), "the W&B run was written"
     assert _files_holding(study, password) == []
     assert password not in result.stdout + result.stderr
+
+    # Reports never connect to a URL read from the study directory; --storage opens it.
+    from reports.__main__ import main
+
+    (study / "TRIALS.md").unlink()
+    assert main(["--no-plots", str(study)]) == 0
+    assert "pass it with --storage URL" in capsys.readouterr().err
+    assert not (study / "TRIALS.md").exists()
+    assert main(["--no-plots", str(study), "--storage", url]) == 0
+    assert "complete" in (study / "TRIALS.md").read_text()
+    assert _files_holding(study, password) == []
+    assert password not in "".join(capsys.readouterr())
