@@ -21,9 +21,41 @@ from omegaconf.errors import OmegaConfBaseException
 
 from runners import sweep_outcome
 
-__all__ = ["RedactSecretsCallback", "ResultsTableCallback"]
+__all__ = ["RedactSecretsCallback", "ResultsTableCallback", "foreign_callbacks"]
 
 log = logging.getLogger(__name__)
+
+#: Where the callbacks this project trusts come from: its own packages and Hydra's.
+TRUSTED_CALLBACK_PREFIXES = (
+    "runners.",
+    "reports.",
+    "hydra_plugins.",
+    "hydra.experimental.callbacks.",
+)
+
+
+def foreign_callbacks(config: DictConfig) -> list[str]:
+    """``hydra.callbacks`` entries whose ``_target_`` is outside :data:`TRUSTED_CALLBACK_PREFIXES`,
+    as ``name: target`` (a study or config file is code; this only points it out)."""
+    callbacks = config.hydra.get("callbacks") or {}
+    found = []
+    for name, entry in callbacks.items():
+        target = str(entry.get("_target_", "")) if isinstance(entry, DictConfig) else repr(entry)
+        if not target.startswith(TRUSTED_CALLBACK_PREFIXES):
+            found.append(f"{name}: {target}")
+    return found
+
+
+def _warn_foreign_callbacks(config: DictConfig) -> None:
+    for entry in foreign_callbacks(config):
+        name, _, target = entry.partition(": ")
+        log.warning(
+            "hydra.callbacks.%s: _target_ %r is not one of the project's or Hydra's own "
+            "callbacks; Hydra has imported and built it. Study and config files are code: use "
+            "only ones you trust (docs/ROBUSTNESS.md, Trust)",
+            name,
+            target,
+        )
 
 
 class ResultsTableCallback(Callback):
@@ -89,7 +121,17 @@ class RedactSecretsCallback(Callback):
     file without secrets is not touched), before the job runs; ``on_multirun_end`` checks
     ``multirun.yaml`` again. The Optuna sweeper's storage URL never reaches these files with its
     password (``runners.optuna_sweep``).
+
+    It also warns, when a run or multirun starts, about ``hydra.callbacks`` entries whose
+    ``_target_`` is neither the project's nor Hydra's own (:func:`foreign_callbacks`): the
+    command's study or config files brought code of their own.
     """
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _warn_foreign_callbacks(config)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _warn_foreign_callbacks(config)
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         from runners.redact import redact_file
