@@ -40,17 +40,33 @@ COLUMNS = [
 ]  # fmt: skip
 
 
-def find_records(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
-    """Every ``run.json`` under the given directories (recursively) or named directly, sorted."""
+def find_records(
+    paths: Iterable[str | os.PathLike[str]], outside: list[tuple[Path, str]] | None = None
+) -> list[Path]:
+    """Every ``run.json`` under the given directories (recursively) or named directly, sorted.
+
+    A ``run.json`` found in a directory that is a link to a file outside that directory is not
+    a record of it: it is left out, and noted in ``outside`` as ``(path, reason)`` if given.
+    """
     found: set[Path] = set()
     for path in map(Path, paths):
         if path.is_file():
             found.add(path)
         elif path.is_dir():
-            # os.walk: about twice as fast as Path.rglob on 10,000 job directories.
+            root = None
+            # os.walk: about twice as fast as Path.rglob on 10,000 job directories. It does not
+            # follow links to directories; a link to a file is checked below.
             for directory, _dirs, files in os.walk(path):
                 if RECORD_NAME in files:
-                    found.add(Path(directory, RECORD_NAME))
+                    record = Path(directory, RECORD_NAME)
+                    if record.is_symlink():
+                        root = root or path.resolve()
+                        target = record.resolve()
+                        if not target.is_relative_to(root):
+                            if outside is not None:
+                                outside.append((record, f"a link to {target}, outside {path}"))
+                            continue
+                    found.add(record)
         else:
             raise FileNotFoundError(f"{path}: no such file or directory")
     return sorted(found)
@@ -174,15 +190,23 @@ def load_records(
     epochs: bool = True,
     unreadable: list[tuple[Path, str]] | None = None,
 ) -> list[RunRecord]:
-    """Every record under ``paths`` (:func:`read_record`).
+    """Every record under ``paths`` (:func:`find_records`, :func:`read_record`).
 
     Args:
         epochs: read the per-epoch metrics (see :func:`read_record`).
-        unreadable: if given, a record that cannot be read is appended to it as
-            ``(path, reason)`` and skipped; otherwise its ``ValueError`` is raised.
+        unreadable: if given, a record that cannot be read (or links out of its directory)
+            is appended to it as ``(path, reason)`` and skipped; otherwise a ``ValueError`` is
+            raised.
     """
     records = []
-    for path in find_records(paths):
+    outside: list[tuple[Path, str]] = []
+    found = find_records(paths, outside)
+    if outside and unreadable is None:
+        path, reason = outside[0]
+        raise ValueError(f"{path}: not a valid run record ({reason})")
+    if unreadable is not None:
+        unreadable.extend(outside)
+    for path in found:
         try:
             records.append(read_record(path, epochs=epochs))
         except ValueError as err:

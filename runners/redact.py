@@ -46,6 +46,7 @@ __all__ = [
     "redact",
     "redact_file",
     "split_password",
+    "with_password",
 ]
 
 REDACTED = "***"

@@ -68,7 +68,9 @@ def summarize(sweep_dir: str | os.PathLike[str], before: Snapshot) -> list[RunRe
             continue
         try:
             records.append(load_record(path))
-        except (ValueError, TypeError, AttributeError, RecursionError) as err:  # a bad file
+        except ValueError as err:  # names the file
+            log.warning("%s", err)
+        except (TypeError, AttributeError, RecursionError) as err:  # JSON of the wrong shape
             log.warning("%s: not a valid run record (%s)", path, err)
     counts = Counter(r.status for r in records)
     # A pruned trial is the Optuna sweeper's decision, not a fault of the command.

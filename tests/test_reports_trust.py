@@ -53,19 +53,26 @@ def test_broken_run_records_are_listed_as_unreadable(tmp_path):
     for name, content in BROKEN.items():
         (study / name).mkdir()
         (study / name / "run.json").write_bytes(content)
+    # A record that is a link to a file outside the directory is not read.
+    _good(tmp_path / "outside", "job", 5)
+    (study / "link").mkdir()
+    (study / "link" / "run.json").symlink_to(tmp_path / "outside" / "job" / "run.json")
     result = subprocess.run(
         [sys.executable, "-m", "reports", str(study)], cwd=ROOT, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     text = (study / "RESULTS.md").read_text()
-    n = len(BROKEN)
+    n = len(BROKEN) + 1
     assert f"{n + 2} run records: 2 used, {n} left out ({n} unreadable)" in text
     assert "60.5 ± 0.7 (n=2)" in text
     rows = {
         line.split("|")[1].strip(" `"): line for line in text.splitlines() if "unreadable |" in line
     }
-    assert set(rows) == {f"{name}/run.json" for name in BROKEN}
+    assert set(rows) == {f"{name}/run.json" for name in [*BROKEN, "link"]}
+    assert (
+        f"a link to {tmp_path / 'outside' / 'job' / 'run.json'}, outside" in rows["link/run.json"]
+    )
     for name, reason in REASONS.items():
         assert reason.lower() in rows[f"{name}/run.json"].lower(), name
 
