@@ -84,8 +84,11 @@ def main(cfg: DictConfig) -> float | None:
 def cli() -> int:
     """Run ``main`` and return the exit status; composition errors become one line."""
     from runners.hydra_errors import config_error, is_config_error
+    from runners.redact import add_secrets_from_args, install_excepthook, redact
     from runners.sweep_outcome import exit_status, started
 
+    add_secrets_from_args(sys.argv[1:])  # a password on the command line: never shown again
+    install_excepthook()
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
         main()  # the user asked for Hydra's full tracebacks
         return exit_status()
@@ -100,7 +103,7 @@ def cli() -> int:
         if started() and not is_config_error(err):
             raise
         overrides = [a for a in sys.argv[1:] if not a.startswith("-")]
-        print(f"error: {config_error(err, overrides)}", file=sys.stderr)
+        print(redact(f"error: {config_error(err, overrides)}"), file=sys.stderr)
         return 2
     return exit_status()
 

@@ -1,8 +1,11 @@
 """``python -m reports PATH... [--baseline regularizer=none] [--pivot regularizer,batch]
-[--metric top1] [--out RESULTS.md] [--include-stale] [--no-plots] [--wandb ENTITY/PROJECT]``.
+[--metric top1] [--out RESULTS.md] [--include-stale] [--no-plots] [--storage URL]
+[--wandb ENTITY/PROJECT]``.
 
-A PATH that is an Optuna study directory also gets its study summary (``reports.optuna_study``).
-Documented in docs/REPORTS.md.
+A PATH that is an Optuna study directory also gets its study summary (``reports.optuna_study``):
+from its storage file inside PATH, or from ``--storage`` (a database URL is never taken from a
+file inside PATH). A run record that cannot be read is listed in RESULTS.md's "Runs left out"
+as ``unreadable``, with the reason. Documented in docs/REPORTS.md.
 """
 
 from __future__ import annotations
@@ -53,6 +56,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-plots", action="store_true", help="write no PNGs")
     parser.add_argument("--confidence", type=float, default=0.95, help="interval coverage")
     parser.add_argument("--title", default="Results")
+    parser.add_argument(
+        "--storage",
+        metavar="URL",
+        help="the Optuna study's storage (postgresql+psycopg://user@host/db, sqlite:///file, "
+        "journal:<file>); default: only a storage file inside the study directory",
+    )
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read runs from W&B (online)")
     source.add_argument(
@@ -75,7 +84,12 @@ def main(argv: list[str] | None = None) -> int:
 
         for path in args.paths:
             if is_study_dir(path):
-                print(write_study_summary(path))
+                try:
+                    print(write_study_summary(path, storage=args.storage))
+                except (FileNotFoundError, ValueError) as err:  # the run records still count
+                    from runners.redact import redact
+
+                    print(f"note: no Optuna summary: {redact(str(err))}", file=sys.stderr)
     options = dict(
         rows=args.rows,
         columns=args.columns,

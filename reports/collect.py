@@ -1,6 +1,9 @@
 """Collect run records from directories into one pandas table (one row per run).
 
 Records are read only through ``runners.record`` (the shared schema); nothing here trains.
+A record is data from a job directory, which may be damaged or hostile: :func:`read_record`
+checks every field a report uses, and :func:`load_records` can set unreadable ones aside (with
+the reason) instead of failing the whole report.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from runners.record import COCO_METRICS, RECORD_NAME, RunRecord, load_record
+from runners.record import COCO_METRICS, RECORD_NAME, RunRecord
 
 __all__ = [
     "DETECTION_METRICS",
@@ -21,6 +24,7 @@ __all__ = [
     "curves_table",
     "find_records",
     "load_records",
+    "read_record",
     "record_row",
     "runs_table",
 ]
@@ -32,21 +36,37 @@ DETECTION_METRICS = COCO_METRICS
 COLUMNS = [
     "study", "status", "task", "data", "backbone", "regularizer", "batch", "subdivisions",
     "mini_batch", "epochs", "seed", "top1", "top5", "loss", "best_top1", "best_top5",
-    *DETECTION_METRICS, "throughput", "params", "flops", "commit", "dirty", "config_hash", "error", "job_dir", "started_at",
+    *DETECTION_METRICS, "throughput", "params", "flops", "commit", "dirty", "edits", "config_hash", "error", "job_dir", "started_at",
 ]  # fmt: skip
 
 
-def find_records(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
-    """Every ``run.json`` under the given directories (recursively) or named directly, sorted."""
+def find_records(
+    paths: Iterable[str | os.PathLike[str]], outside: list[tuple[Path, str]] | None = None
+) -> list[Path]:
+    """Every ``run.json`` under the given directories (recursively) or named directly, sorted.
+
+    A ``run.json`` found in a directory that is a link to a file outside that directory is not
+    a record of it: it is left out, and noted in ``outside`` as ``(path, reason)`` if given.
+    """
     found: set[Path] = set()
     for path in map(Path, paths):
         if path.is_file():
             found.add(path)
         elif path.is_dir():
-            # os.walk: about twice as fast as Path.rglob on 10,000 job directories.
+            root = None
+            # os.walk: about twice as fast as Path.rglob on 10,000 job directories. It does not
+            # follow links to directories; a link to a file is checked below.
             for directory, _dirs, files in os.walk(path):
                 if RECORD_NAME in files:
-                    found.add(Path(directory, RECORD_NAME))
+                    record = Path(directory, RECORD_NAME)
+                    if record.is_symlink():
+                        root = root or path.resolve()
+                        target = record.resolve()
+                        if not target.is_relative_to(root):
+                            if outside is not None:
+                                outside.append((record, f"a link to {target}, outside {path}"))
+                            continue
+                    found.add(record)
         else:
             raise FileNotFoundError(f"{path}: no such file or directory")
     return sorted(found)
@@ -78,6 +98,7 @@ def record_row(record: RunRecord) -> dict[str, Any]:
         "flops": record.flops,
         "commit": record.code_version.commit,
         "dirty": record.code_version.dirty,
+        "edits": record.code_version.edits,
         "config_hash": record.config_hash,
         "error": record.error,
         "job_dir": record.job_dir,
@@ -85,27 +106,115 @@ def record_row(record: RunRecord) -> dict[str, Any]:
     }
 
 
-def load_records(
-    paths: Iterable[str | os.PathLike[str]], *, epochs: bool = True
-) -> list[RunRecord]:
-    """Every record under ``paths``, its ``job_dir`` set to where it was found (records move).
+#: Columns of :func:`record_row` and the types their values may have (besides ``None``).
+_ROW_TYPES: dict[str, tuple[type, ...]] = {
+    **dict.fromkeys(
+        ("study", "status", "task", "data", "backbone", "regularizer", "commit", "edits", "config_hash",
+         "error", "job_dir", "started_at"),
+        (str,),
+    ),
+    **dict.fromkeys(("batch", "subdivisions", "mini_batch", "epochs", "seed", "params", "flops"), (int,)),
+    "dirty": (bool,),
+}  # fmt: skip
 
-    ``epochs=False`` leaves each record's per-epoch list empty (the tables need only ``final``
-    and ``best``; skipping the epochs saves a fifth of the reading time on large studies).
+
+def _json_type(value: object) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
+    if value is None:
+        return "null"
+    return names.get(type(value), "a number" if isinstance(value, int | float) else "unknown")
+
+
+def _check_objects(data: object) -> None:
+    """Raise ``ValueError`` unless the record and the parts a report indexes are objects."""
+    if not isinstance(data, dict):
+        raise ValueError(f"the file holds {_json_type(data)}, not an object")
+    parts = {k: data.get(k) for k in ("config", "final", "best", "code_version", "packages")}
+    config = data.get("config")
+    if isinstance(config, dict):
+        parts |= {f"config.{k}": config.get(k) for k in ("task", "data", "backbone", "regularizer")}
+    for name, value in parts.items():
+        if value is not None and not isinstance(value, dict):
+            raise ValueError(f"{name} is {_json_type(value)}, not an object")
+    if not isinstance(data.get("epochs") or [], list) or not all(
+        isinstance(e, dict) for e in data.get("epochs") or []
+    ):
+        raise ValueError("epochs is not an array of objects")
+
+
+def _check(record: RunRecord) -> None:
+    """Raise ``ValueError`` naming the first field a report could not use."""
+    row = record_row(record)
+    for name, value in row.items():
+        if value is None:
+            continue
+        allowed = _ROW_TYPES.get(name, (int, float))  # every other column is a number
+        if (isinstance(value, bool) and bool not in allowed) or not isinstance(value, allowed):
+            raise ValueError(f"{name} is {type(value).__name__} {value!r:.40}")
+    for epoch in record.epochs:
+        if not isinstance(epoch.epoch, int) or not isinstance(epoch.metrics, dict):
+            raise ValueError(f"epoch entry {epoch.epoch!r:.40} is malformed")
+        for name, value in epoch.metrics.items():
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"epoch {epoch.epoch} {name} is {type(value).__name__}")
+
+
+def read_record(path: str | os.PathLike[str], *, epochs: bool = True) -> RunRecord:
+    """One ``run.json``, with every field a report reads checked; its ``job_dir`` set to where
+    it lies (records move).
+
+    ``epochs=False`` leaves the per-epoch list empty (the tables need only ``final`` and
+    ``best``; skipping the epochs saves a fifth of the reading time on large studies).
+
+    Raises:
+        ValueError: ``<path>: not a valid run record (<why>)`` for anything that is not a
+            readable record of a known schema: bad JSON or encoding, wrong types, too deep.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_bytes())
+        _check_objects(data)
+        if not epochs:
+            data.pop("epochs", None)
+        record = RunRecord.from_dict(data)
+        _check(record)
+    except (OSError, ValueError, TypeError, AttributeError, KeyError, RecursionError) as err:
+        reason = str(err).removeprefix(f"{path}: ") or type(err).__name__
+        raise ValueError(f"{path}: not a valid run record ({reason})") from None
+    record.job_dir = str(path.parent)
+    return record
+
+
+def load_records(
+    paths: Iterable[str | os.PathLike[str]],
+    *,
+    epochs: bool = True,
+    unreadable: list[tuple[Path, str]] | None = None,
+) -> list[RunRecord]:
+    """Every record under ``paths`` (:func:`find_records`, :func:`read_record`).
+
+    Args:
+        epochs: read the per-epoch metrics (see :func:`read_record`).
+        unreadable: if given, a record that cannot be read (or links out of its directory)
+            is appended to it as ``(path, reason)`` and skipped; otherwise a ``ValueError`` is
+            raised.
     """
     records = []
-    for path in find_records(paths):
-        if epochs:
-            record = load_record(path)
-        else:
-            try:
-                data = json.loads(path.read_bytes())
-                data.pop("epochs", None)
-                record = RunRecord.from_dict(data)
-            except (TypeError, ValueError) as err:
-                raise ValueError(f"{path}: not a valid run record ({err})") from None
-        record.job_dir = str(path.parent)
-        records.append(record)
+    outside: list[tuple[Path, str]] = []
+    found = find_records(paths, outside)
+    if outside and unreadable is None:
+        path, reason = outside[0]
+        raise ValueError(f"{path}: not a valid run record ({reason})")
+    if unreadable is not None:
+        unreadable.extend(outside)
+    for path in found:
+        try:
+            records.append(read_record(path, epochs=epochs))
+        except ValueError as err:
+            if unreadable is None:
+                raise
+            text = str(err).removeprefix(f"{path}: not a valid run record (").removesuffix(")")
+            unreadable.append((path, text))
     return records
 
 

@@ -11,22 +11,28 @@ Files (all rewritten on every call, so the latest worker to finish leaves the co
 - ``RESULTS.md``: the run records' tables (``reports.write_results``), as for any study.
 
 A study directory is recognised by its ``optuna_study.json`` (``runners.optuna_settings``).
+That file is data: the storage URL written in it is opened only when it is a file inside the
+study directory; any other storage (a database server) must be passed by the caller (the
+sweeper, or ``python -m reports --storage URL``). Run records are read only from the trial
+directories inside the study directory, whatever job directories the storage names.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from runners.atomic_write import atomic_write, remove_orphans
+from runners.job_lock import report_lock
 from runners.optuna_settings import SETTINGS_NAME, StudySettings, objective_metric
-from runners.record import RECORD_NAME, load_record
+from runners.record import RECORD_NAME
 
 __all__ = ["is_study_dir", "write_study_summary"]
 
@@ -42,40 +48,48 @@ def is_study_dir(path: str | os.PathLike[str]) -> bool:
     return (Path(path) / SETTINGS_NAME).is_file()
 
 
-def _write(path: Path, text: str) -> None:
-    """Atomic, with a temporary name of its own: workers on one study may write at once."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
-
-
 def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value).replace("|", "\\|").replace("\n", " ") if value is not None else ""
 
 
-def _epochs_run(trial: Any) -> int | None:
-    job_dir = trial.user_attrs.get("job_dir")
-    if job_dir and (Path(job_dir) / RECORD_NAME).is_file():
-        try:
-            return len(load_record(Path(job_dir)).epochs)
-        except ValueError:
-            pass
+def _trial_record(study_dir: Path, trial: Any) -> Any:
+    """The run record of ``trial``, read from its directory inside ``study_dir`` (by name: the
+    storage's ``job_dir`` may point anywhere); ``None`` if missing or unreadable."""
+    name = Path(str(trial.user_attrs.get("job_dir") or "")).name
+    if not name or name in (".", ".."):
+        return None
+    path = study_dir / name / RECORD_NAME
+    if not path.is_file():
+        return None
+    from reports.collect import read_record
+
+    try:
+        return read_record(path)
+    except ValueError:  # an unreadable record: RESULTS.md lists it
+        return None
+
+
+def _epochs_run(study_dir: Path, trial: Any) -> int | None:
+    record = _trial_record(study_dir, trial)
+    if record is not None:
+        return len(record.epochs)
     return len(trial.intermediate_values) or None
 
 
-def _task(trials: list[Any]) -> str:
+def _task(study_dir: Path, trials: list[Any]) -> str:
     """The task of the study's runs (``task.name`` of the first trial with a run record)."""
     for trial in trials:
-        path = Path(trial.user_attrs.get("job_dir", "")) / RECORD_NAME
-        if path.is_file():
-            return load_record(path).config.get("task", {}).get("name", "")
+        record = _trial_record(study_dir, trial)
+        if record is not None:
+            return record.config.get("task", {}).get("name", "")
     return ""
 
 
-def _trials_table(study: Any, settings: StudySettings, metric: str, best: Any) -> str:
+def _trials_table(
+    study: Any, settings: StudySettings, metric: str, best: Any, study_dir: Path
+) -> str:
     trials = study.get_trials(deepcopy=False)
     names = list(dict.fromkeys(name for t in trials for name in t.params))
     counts: dict[str, int] = {}
@@ -106,7 +120,7 @@ def _trials_table(study: Any, settings: StudySettings, metric: str, best: Any) -
             t.state.name.lower(),
             *(t.params.get(n) for n in names),
             value,
-            _epochs_run(t),
+            _epochs_run(study_dir, t),
             f"`{Path(job_dir).name}`" if job_dir else None,
             t.user_attrs.get("error"),
         ]
@@ -155,10 +169,12 @@ def _plots(study: Any, study_dir: Path, metric: str) -> list[str]:
                 warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental
                 axes = draw()
             figure = (axes.flat[0] if hasattr(axes, "flat") else axes).get_figure()
-            fd, tmp = tempfile.mkstemp(prefix=f".{filename}.", suffix=".png", dir=study_dir)
-            os.close(fd)
-            figure.savefig(tmp, dpi=100, bbox_inches="tight")
-            os.replace(tmp, study_dir / filename)
+            atomic_write(
+                study_dir / filename,
+                lambda out, fig=figure: fig.savefig(
+                    out, format="png", dpi=100, bbox_inches="tight"
+                ),
+            )
             plt.close(figure)
         except Exception as err:  # too few complete trials for importances, and the like
             notes.append(f"{filename}: not drawn ({type(err).__name__}: {err})")
@@ -166,8 +182,26 @@ def _plots(study: Any, study_dir: Path, metric: str) -> list[str]:
     return notes
 
 
-def write_study_summary(study_dir: str | os.PathLike[str]) -> Path:
-    """Write the study's summary files into ``study_dir``; returns the path of ``TRIALS.md``."""
+def write_study_summary(study_dir: str | os.PathLike[str], storage: str | None = None) -> Path:
+    """Write the study's summary files into ``study_dir`` under its report lock (workers of one
+    study finishing together take turns); see :func:`_write_study_summary`."""
+    with report_lock(study_dir):
+        remove_orphans(study_dir)
+        return _write_study_summary(study_dir, storage)
+
+
+def _write_study_summary(study_dir: str | os.PathLike[str], storage: str | None) -> Path:
+    """Write the study's summary files into ``study_dir``; returns the path of ``TRIALS.md``.
+
+    Args:
+        study_dir: the study directory (``optuna_study.json``, the trial directories).
+        storage: the storage to open, from the caller's command line (a URL, ``journal:<path>``);
+            ``None``: only the study's storage file inside ``study_dir``
+            (:meth:`StudySettings.local_storage`), never a URL written in the settings file.
+
+    Raises:
+        ValueError: no storage was given and the study's is not a file inside ``study_dir``.
+    """
     import optuna
     from optuna.trial import TrialState
 
@@ -175,16 +209,23 @@ def write_study_summary(study_dir: str | os.PathLike[str]) -> Path:
 
     study_dir = Path(study_dir).resolve()
     settings = StudySettings.read(study_dir)
+    if storage is None:
+        settings = dataclasses.replace(
+            settings, storage=settings.local_storage(study_dir), password_env=None
+        )
+    else:
+        spec = StudySettings.resolve_storage(storage, Path.cwd())
+        settings = dataclasses.replace(settings, storage=spec, password_env=None)
     study = optuna.load_study(study_name=settings.study_name, storage=settings.open_storage())
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     finite = [t for t in complete if t.value is not None and math.isfinite(t.value)]
     best = None
     if finite:
         best = (max if settings.maximize else min)(finite, key=lambda t: t.value)
-    metric = objective_metric(settings.metric, _task(finite))
+    metric = objective_metric(settings.metric, _task(study_dir, finite))
     if best is not None:
         overrides = list(best.user_attrs.get("overrides", []))
-        _write(study_dir / BEST_LINE, " ".join(overrides) + "\n")
+        atomic_write(study_dir / BEST_LINE, " ".join(overrides) + "\n")
         best_yaml = {
             "study": settings.study_name,
             "trial": best.number,
@@ -194,12 +235,12 @@ def write_study_summary(study_dir: str | os.PathLike[str]) -> Path:
             "overrides": overrides,
             "job_dir": best.user_attrs.get("job_dir"),
         }
-        _write(study_dir / BEST_YAML, yaml.safe_dump(best_yaml, sort_keys=False))
-    text = _trials_table(study, settings, metric, best)
+        atomic_write(study_dir / BEST_YAML, yaml.safe_dump(best_yaml, sort_keys=False))
+    text = _trials_table(study, settings, metric, best, study_dir)
     notes = _plots(study, study_dir, metric) if complete else ["no complete trial: no plots"]
     if notes:
         text += "\nPlots left out:\n\n" + "".join(f"- {n}\n" for n in notes)
     target = study_dir / TRIALS
-    _write(target, text)
+    atomic_write(target, text)
     write_results([study_dir], out=study_dir / "RESULTS.md", title=f"Study `{settings.study_name}`")
     return target

@@ -3,7 +3,8 @@
 Sections, in a fixed order so that diffs of RESULTS.md between two runs of a study mean
 something: per setting (task, data, backbone, epoch budget) the pivot of each metric (rows x
 columns, ``mean ± std (n)``), its deltas against the baseline with Welch 95% intervals, and the
-plots; then the CSPNet-style model table; then the runs left out and why; then how to read it.
+plots; then the CSPNet-style model table; then the runs left out and why (run records that
+cannot be read among them, as ``unreadable`` with the reason); then how to read it.
 Every entry point (``python -m reports``, the multirun callback, the Optuna sweeper) ends here.
 """
 
@@ -106,6 +107,7 @@ def render_results(
     plots_link: str = "plots",
     root: str | os.PathLike[str] | None = None,
     confidence: float = 0.95,
+    unreadable: Sequence[tuple[os.PathLike[str] | str, str]] = (),
 ) -> str:
     """The markdown text of RESULTS.md for the runs table of :func:`reports.collect.runs_table`.
 
@@ -118,6 +120,8 @@ def render_results(
         plots_dir: where PNGs are written (no plots when ``None``); ``plots_link`` is how the
             markdown links to that folder.
         root: run directories are shown relative to it.
+        unreadable: ``(file, reason)`` of run records that could not be read; listed as left
+            out.
     """
     check_key(rows, COLUMNS, "rows")
     check_key(columns, COLUMNS, "columns")
@@ -130,9 +134,12 @@ def render_results(
     reasons = left_out_reasons(runs, include_stale, stale)
     used, left_out = runs[reasons == ""], runs[reasons != ""]
     counts = ", ".join(f"{(reasons == r).sum()} {r}" for r in LEFT_OUT if (reasons == r).any())
+    if unreadable:
+        counts = ", ".join(c for c in (counts, f"{len(unreadable)} unreadable") if c)
     lines = [f"# {title}", ""]
     lines.append(
-        f"{len(runs)} run records: {len(used)} used, {len(left_out)} left out"
+        f"{len(runs) + len(unreadable)} run records: {len(used)} used, "
+        f"{len(left_out) + len(unreadable)} left out"
         + (f" ({counts})" if counts else "")
         + ". Cells are mean ± sample std over seeds (n = runs)."
     )
@@ -179,7 +186,7 @@ def render_results(
     if not used.empty:
         lines += _model_tables(used, rows, columns, base)
 
-    if not left_out.empty or (include_stale and (stale != "").any()):
+    if not left_out.empty or unreadable or (include_stale and (stale != "").any()):
         lines += ["## Runs left out", "", "| run | status | reason |", "|---|---|---|"]
         listed = runs[(reasons != "") | (stale != "")].copy()
         listed["_reason"] = reasons[listed.index]
@@ -190,6 +197,10 @@ def render_results(
                 detail = _running_detail(run["job_dir"])
             lines.append(
                 f"| `{_escape(_display(run['job_dir'], root_path))}` | {why} | {_escape(detail)} |"
+            )
+        for path, reason in sorted((str(p), r) for p, r in unreadable):
+            lines.append(
+                f"| `{_escape(_display(path, root_path))}` | unreadable | {_escape(reason)} |"
             )
         lines.append("")
 
@@ -251,6 +262,7 @@ def write_records(
     plots: bool = True,
     root: str | os.PathLike[str] | None = None,
     confidence: float = 0.95,
+    unreadable: Sequence[tuple[os.PathLike[str] | str, str]] = (),
 ) -> Path:
     """Write RESULTS.md (and ``plots/`` beside it) for already loaded records; returns ``out``.
 
@@ -260,43 +272,27 @@ def write_records(
     if pivot:
         rows, columns = parse_pivot(pivot, COLUMNS)
     target = Path(out)
-    with report_lock(target.parent):
-        remove_orphans(target.parent)  # temporaries of a killed writer; live ones hold the lock
-        remove_orphans(target.parent / "plots")
-        return _write_locked(
-            records, target, rows, columns, metrics, title, baseline, include_stale, plots, root,
-            confidence,
-        )  # fmt: skip
-
-
-def _write_locked(
-    records: Sequence[RunRecord],
-    target: Path,
-    rows: str,
-    columns: str,
-    metrics: Sequence[str] | None,
-    title: str,
-    baseline: str | None,
-    include_stale: bool,
-    plots: bool,
-    root: str | os.PathLike[str] | None,
-    confidence: float,
-) -> Path:
     runs = runs_table(records)
-    text = render_results(
-        runs,
-        rows=rows,
-        columns=columns,
-        metrics=metrics,
-        title=title,
-        baseline=baseline,
-        include_stale=include_stale,
-        curves=curves_table(records) if plots else None,
-        plots_dir=target.parent / "plots" if plots else None,
-        root=root,
-        confidence=confidence,
-    )
-    atomic_write(target, text)
+    # Writers of one study directory take turns; the one writing may remove what a killed
+    # writer left (live writers hold the lock, so nothing of theirs is touched).
+    with report_lock(target.parent):
+        remove_orphans(target.parent)
+        remove_orphans(target.parent / "plots")
+        text = render_results(
+            runs,
+            rows=rows,
+            columns=columns,
+            metrics=metrics,
+            title=title,
+            baseline=baseline,
+            include_stale=include_stale,
+            curves=curves_table(records) if plots else None,
+            plots_dir=target.parent / "plots" if plots else None,
+            root=root,
+            confidence=confidence,
+            unreadable=unreadable,
+        )
+        atomic_write(target, text)
     return target
 
 
@@ -317,13 +313,16 @@ def write_results(
     """Collect the records under ``paths`` (recursively) and write RESULTS.md to ``out``.
 
     The entry point of the CLI, the multirun callback and the Optuna sweeper. Run directories
-    are shown relative to the first path. Returns ``out``.
+    are shown relative to the first path. A record that cannot be read is listed under "Runs
+    left out" as ``unreadable``, with the reason. Returns ``out``.
     """
     paths = list(paths)
     first = Path(paths[0]) if paths else None
     root = None if first is None else (first if first.is_dir() else first.parent)
+    unreadable: list[tuple[Path, str]] = []
     return write_records(
-        load_records(paths, epochs=plots),  # epochs feed only the learning curves
+        # epochs feed only the learning curves
+        load_records(paths, epochs=plots, unreadable=unreadable),
         out=out,
         rows=rows,
         columns=columns,
@@ -335,4 +334,5 @@ def write_results(
         plots=plots,
         root=root,
         confidence=confidence,
+        unreadable=unreadable,
     )

@@ -2,7 +2,7 @@
 
 What a job logs to W&B (``runners.job`` and ``runners.train``): the resolved config, one history
 row per epoch (``epoch``, ``train_loss``, ``lr`` and the task's metrics), and a summary with
-``status``, ``params``, ``flops``, ``code_commit``, ``code_dirty``, ``started_at``,
+``status``, ``params``, ``flops``, ``code_commit``, ``code_dirty``, ``code_edits``, ``started_at``,
 ``mini_batch``, ``world_size`` and, for a
 completed run, ``final_<metric>`` / ``best_<metric>``. :func:`record_from_wandb` turns that back
 into a :class:`runners.record.RunRecord`, so reports read W&B through the same schema as
@@ -105,6 +105,7 @@ def record_from_wandb(
         code_version=CodeVersion(
             commit=summary.get("code_commit") or commit,
             dirty=dirty if isinstance(dirty, bool) else None,
+            edits=edits if isinstance(edits := summary.get("code_edits"), str) else None,
         ),
         batch=batch,
         subdivisions=subdivisions,

@@ -55,6 +55,7 @@ def atomic_write(
     content: str | bytes | Callable[[IO[Any]], object],
     *,
     binary: bool | None = None,
+    mode: int | None = None,
 ) -> Path:
     """Write ``content`` to ``target`` atomically; returns the target's path.
 
@@ -64,6 +65,7 @@ def atomic_write(
             ``torch.save``, ``json.dump``, ``savefig(..., format=...)``).
         binary: whether a writing function gets a binary handle (default: text for ``str``,
             binary for ``bytes`` and for functions).
+        mode: the file's permission bits (default: :func:`file_mode`, what the umask gives).
     """
     path = Path(target)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -78,7 +80,7 @@ def atomic_write(
                 out.write(content)
             out.flush()
             os.fsync(out.fileno())
-        os.chmod(tmp, file_mode())
+        os.chmod(tmp, file_mode() if mode is None else mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

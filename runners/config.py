@@ -332,7 +332,11 @@ class Config:
 
 
 def register_configs() -> None:
-    """Store the schemas so YAML options can extend them (``defaults: [base_<group>]``)."""
+    """Store the schemas so YAML options can extend them (``defaults: [base_<group>]``), and
+    register the resolvers ``conf/config.yaml`` uses for its directories (``runners.paths``)."""
+    from runners.paths import register_resolvers
+
+    register_resolvers()
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=Config)
     cs.store(group="task", name="base_task", node=TaskConfig)
@@ -371,6 +375,9 @@ def validate(cfg: DictConfig | Config) -> None:
         )
     if cfg.epochs < 1:
         raise ConfigError(f"epochs must be >= 1, got {cfg.epochs}")
+    from runners.paths import plain_name
+
+    plain_name("study", cfg.study)
 
     task = cfg.task
     if task.name not in TASK_DATA:

@@ -46,6 +46,18 @@ def _omegaconf(err: OmegaConfBaseException, override: str | None) -> ConfigError
     return ConfigError(f"{key}: {message}{where}" if key else f"{message}{where}")
 
 
+def _config_error_inside(err: BaseException) -> ConfigError | None:
+    """The project's :class:`ConfigError` that ``err`` was raised from, if any."""
+    seen = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ConfigError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def is_config_error(err: BaseException) -> bool:
     """Whether ``err`` is about the config: the project's, Hydra's or OmegaConf's error type,
     or anything raised from inside Hydra's own package (it parses the command line)."""
@@ -65,6 +77,9 @@ def config_error(err: BaseException, overrides: Sequence[str] = ()) -> ConfigErr
     """
     if isinstance(err, ConfigError):
         return err
+    inner = _config_error_inside(err)
+    if inner is not None:  # raised by a resolver (runners.paths), wrapped by OmegaConf
+        return inner
     if isinstance(err, MissingConfigException):
         return _missing_option(err)
     if isinstance(err, OverrideParseException):

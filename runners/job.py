@@ -87,7 +87,8 @@ def _prepare(
     directory made ready: orphaned temporaries removed, the earlier record kept in history, a
     checkpoint that will not be resumed removed."""
     if main:
-        remove_orphans(job_dir)  # temporaries of a write that a kill interrupted
+        for directory in (job_dir, job_dir / ".hydra"):
+            remove_orphans(directory)  # temporaries of a write that a kill interrupted
     plan = distributed.broadcast_from_main(
         plan_rerun(job_dir, digest, code, force=bool(cfg.force)) if main else None
     )

@@ -103,15 +103,30 @@ def is_locked(job_dir: str | os.PathLike[str]) -> bool:
     return False
 
 
+#: Report locks this process holds (path -> depth), so that a writer may call another.
+_held_report_locks: dict[Path, int] = {}
+
+
 @contextlib.contextmanager
 def report_lock(directory: str | os.PathLike[str]) -> Iterator[None]:
     """Hold ``directory``'s report lock: writers of a study's RESULTS.md, plots and summaries
     (the multirun callback, Optuna workers, ``python -m reports``) take turns, so the one
-    holding it may clean up temporaries that killed writers left there."""
-    Path(directory).mkdir(parents=True, exist_ok=True)
-    fd = os.open(Path(directory) / REPORT_LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
+    holding it may clean up temporaries that killed writers left there. Re-entrant within a
+    process (a study summary writes RESULTS.md too)."""
+    key = Path(directory).resolve()
+    if key in _held_report_locks:
+        _held_report_locks[key] += 1
+        try:
+            yield
+        finally:
+            _held_report_locks[key] -= 1
+        return
+    key.mkdir(parents=True, exist_ok=True)
+    fd = os.open(key / REPORT_LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
+        _held_report_locks[key] = 1
         yield
     finally:
+        _held_report_locks.pop(key, None)
         os.close(fd)

@@ -12,6 +12,12 @@ Storage specs (``hydra.sweeper.storage``):
 - ``journal`` (``optuna.journal`` in the study directory), or ``journal:<path>``: Optuna's journal
   file, for shared file systems (NFS) where SQLite's locking does not work.
 
+The settings file never holds a password: a URL given with one is stored without it
+(``user@host``), and the processes that open the storage for the sweeper (its jobs) get it in
+the environment variable :data:`PASSWORD_ENV`, which the sweeper sets (docs/OPTUNA.md,
+"Passwords"). Reports open only a storage file inside the study directory unless a storage is
+passed on their command line (:meth:`StudySettings.local_storage`).
+
 Optuna is imported inside the functions, so reading the settings stays light.
 """
 
@@ -19,15 +25,18 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runners.atomic_write import atomic_write
+from runners.job_lock import report_lock
+
 __all__ = [
     "DIRECTIONS",
+    "PASSWORD_ENV",
     "PRUNERS",
     "SAMPLERS",
     "SETTINGS_NAME",
@@ -36,6 +45,8 @@ __all__ = [
 ]
 
 SETTINGS_NAME = "optuna_study.json"
+#: The storage's password, for the sweeper's jobs, when the storage URL was given with one.
+PASSWORD_ENV = "ABLATION_OPTUNA_STORAGE_PASSWORD"
 PRUNERS = ("median", "hyperband", "none")
 SAMPLERS = ("tpe", "random")
 DIRECTIONS = ("auto", "maximize", "minimize")
@@ -79,8 +90,15 @@ class StudySettings:
     n_trials: int = 20
     pruner: dict[str, Any] = field(default_factory=lambda: {"name": "median"})
     sampler: dict[str, Any] = field(default_factory=lambda: {"name": "tpe"})
+    #: Set when ``storage`` needs a password: the environment variable that holds it (always
+    #: :data:`PASSWORD_ENV`; a settings file cannot name another variable).
+    password_env: str | None = None
 
     def __post_init__(self) -> None:
+        if self.password_env not in (None, PASSWORD_ENV):
+            raise ValueError(
+                f"password_env must be null or {PASSWORD_ENV}, got {self.password_env!r}"
+            )
         _check("direction", self.direction, DIRECTIONS)
         _check("pruner.name", self.pruner.get("name", ""), PRUNERS)
         _check("sampler.name", self.sampler.get("name", ""), SAMPLERS)
@@ -99,9 +117,38 @@ class StudySettings:
             return f"journal:{Path(spec.removeprefix('journal:')).resolve()}"
         if "://" in spec:
             return spec
+        from runners.redact import REDACTED, redact
+
+        shown = redact(spec)
+        if "@" in shown and REDACTED not in shown:  # user:password@host without a scheme
+            shown = f"{REDACTED}@{shown.rsplit('@', 1)[1]}"
         raise ValueError(
             f"hydra.sweeper.storage must be null (SQLite in the study dir), a database URL "
-            f"(sqlite:///..., postgresql://...), 'journal' or 'journal:<path>', got {spec!r}"
+            f"(sqlite:///..., postgresql://...), 'journal' or 'journal:<path>', got {shown!r}"
+        )
+
+    def local_storage(self, study_dir: str | os.PathLike[str]) -> str:
+        """The study's storage if it is a file inside ``study_dir``; else :class:`ValueError`.
+
+        What ``python -m reports`` opens when no storage is passed on its command line: a
+        settings file is data, and a URL written in one must not make reports connect anywhere
+        or read a file outside the directory they were given. A SQLite or journal file that
+        lies elsewhere (a study directory copied to another place) is replaced by the one of
+        the same kind inside the directory (``optuna.db``, ``optuna.journal``), if there is one.
+        """
+        root = Path(study_dir).resolve()
+        kinds = {"sqlite:///": "optuna.db", "journal:": "optuna.journal"}
+        for prefix, default in kinds.items():
+            if not self.storage.startswith(prefix):
+                continue
+            named = Path(self.storage.removeprefix(prefix)).resolve()
+            for candidate in (named, (root / default).resolve()):
+                if candidate.is_relative_to(root) and candidate.is_file():
+                    return f"{prefix}{candidate}"
+        raise ValueError(
+            f"{root / SETTINGS_NAME} names the storage {self.display()}, which is not a file "
+            f"inside {root}; reports open only storage inside the directory they are given: "
+            f"pass it with --storage URL to read the Optuna study"
         )
 
     @property
@@ -129,6 +176,19 @@ class StudySettings:
             path = self.storage.removeprefix("journal:")
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(path))
+        url = self.storage
+        if self.password_env is not None:
+            from runners.redact import add_secret, with_password
+
+            password = os.environ.get(self.password_env)
+            if password is None:
+                raise ValueError(
+                    f"the Optuna storage {self.display()} needs its password in the environment "
+                    f"variable {self.password_env}, which is not set (the sweeper sets it for "
+                    f"its jobs; elsewhere use PGPASSWORD or ~/.pgpass, docs/OPTUNA.md)"
+                )
+            add_secret(password)
+            url = with_password(url, password)
         engine_kwargs: dict[str, Any] = {}
         if self.storage.startswith("sqlite:"):
             # Several workers write one file: wait for SQLite's lock instead of failing at once.
@@ -141,7 +201,7 @@ class StudySettings:
         for attempt in range(5):
             try:
                 return optuna.storages.RDBStorage(
-                    self.storage,
+                    url,
                     engine_kwargs=engine_kwargs,
                     heartbeat_interval=HEARTBEAT_INTERVAL_S,
                     grace_period=HEARTBEAT_GRACE_S,
@@ -193,14 +253,9 @@ class StudySettings:
 
     def write(self, study_dir: Path) -> Path:
         """Write ``optuna_study.json`` into ``study_dir`` atomically; returns its path."""
-        target = Path(study_dir) / SETTINGS_NAME
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{SETTINGS_NAME}.", dir=target.parent)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(asdict(self), handle, indent=2)
-            handle.write("\n")
-        os.replace(tmp, target)
-        return target
+        with report_lock(study_dir):  # other writers of the study dir may clean up meanwhile
+            text = json.dumps(asdict(self), indent=2) + "\n"
+            return atomic_write(Path(study_dir) / SETTINGS_NAME, text)
 
     @classmethod
     def read(cls, path: str | os.PathLike[str]) -> StudySettings:

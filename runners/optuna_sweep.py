@@ -15,6 +15,11 @@ How one command runs a study:
    (complete), ``pruned``, or ``fail`` for a crash, a missing record or a non-finite metric;
 4. when all workers are done, the study summary is written (``reports.optuna_study``).
 
+A password in the storage URL is taken out before anything is written: ``multirun.yaml``, the
+jobs' ``.hydra/`` files and ``optuna_study.json`` get the URL as ``user:***@`` (or without it),
+and the jobs read the password from the environment variable
+``runners.optuna_settings.PASSWORD_ENV``, which this process sets and every launcher passes on.
+
 Running the same command again (or on another machine against the same storage) joins the same
 study: ``n_trials`` is the study's total, so a finished study launches nothing and an interrupted
 one runs only what is missing. Failed trials do not count towards ``n_trials`` (a resumed study
@@ -40,11 +45,16 @@ from typing import Any
 from hydra.core.utils import JobReturn
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from runners import sweep_outcome
+from runners import redact, sweep_outcome
 from runners.config import ConfigError
-from runners.optuna_settings import HEARTBEAT_INTERVAL_S, StudySettings, objective_metric
+from runners.optuna_settings import (
+    HEARTBEAT_INTERVAL_S,
+    PASSWORD_ENV,
+    StudySettings,
+    objective_metric,
+)
 from runners.optuna_space import SearchSpace, parse_search_space
 from runners.optuna_trial import ENV_SETTINGS, ENV_TRIAL_ID
 from runners.record import RECORD_NAME, load_record
@@ -117,18 +127,43 @@ class OptunaSweep:
             hydra_context=hydra_context, task_function=task_function, config=config
         )
 
-    def settings(self, study_dir: Path) -> StudySettings:
-        """The study's settings from the sweeper config (storage default filled in)."""
+    def settings(self, study_dir: Path) -> tuple[StudySettings, str | None]:
+        """The study's settings from the sweeper config (storage default filled in, any
+        password taken out of its URL), and that password."""
         conf = OmegaConf.to_container(self.conf, resolve=True)
-        return StudySettings(
+        try:
+            storage = StudySettings.resolve_storage(conf.get("storage"), study_dir)
+            storage, password = redact.split_password(storage)
+        except ValueError as err:  # the message never holds the URL's password
+            text = redact.redact(str(err))
+            if not text.startswith("hydra.sweeper.storage"):
+                text = f"hydra.sweeper.storage: {text}"
+            raise ConfigError(text) from None
+        settings = StudySettings(
             study_name=str(conf["study_name"]),
-            storage=StudySettings.resolve_storage(conf.get("storage"), study_dir),
+            storage=storage,
             metric=conf["metric"],
             direction=conf["direction"],
             n_trials=int(conf["n_trials"]),
             pruner=dict(conf["pruner"]),
             sampler=dict(conf["sampler"]),
+            password_env=PASSWORD_ENV if password is not None else None,
         )
+        return settings, password
+
+    def _hide_secrets(self) -> None:
+        """Redact the storage URL (and any other secret) in the config that Hydra passes on:
+        ``multirun.yaml`` is saved from it, and every job's config is composed from its
+        ``hydra.overrides.hydra``. Interpolations (``${oc.env:...}``) stay unresolved."""
+        assert self.config is not None
+        hydra = self.config.hydra
+        raw = OmegaConf.to_container(hydra, resolve=False)
+        lines = [redact.redact(str(line)) for line in raw["overrides"]["hydra"]]
+        storage = raw["sweeper"].get("storage")
+        with read_write(hydra), open_dict(hydra):
+            hydra.overrides.hydra = lines
+            if isinstance(storage, str):
+                hydra.sweeper.storage = redact.redact(storage)
 
     def sweep(self, arguments: list[str]) -> list[Sequence[JobReturn]]:
         """Run this command's share of the study; returns the jobs' results as one batch."""
@@ -136,10 +171,13 @@ class OptunaSweep:
         params = OmegaConf.to_container(self.conf.params, resolve=False) if self.conf.params else {}
         space = parse_search_space(params, arguments)
         study_dir = Path(self.config.hydra.sweep.dir).resolve()
-        settings = self.settings(study_dir)
+        settings, password = self.settings(study_dir)
         n_jobs = int(self.conf.n_jobs)
         if n_jobs < 1:
             raise ValueError(f"hydra.sweeper.n_jobs must be >= 1, got {n_jobs}")
+        if password is not None:
+            os.environ[PASSWORD_ENV] = password  # for this process's jobs, on any launcher
+        self._hide_secrets()
 
         study_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, study_dir / "multirun.yaml")
@@ -179,7 +217,11 @@ class OptunaSweep:
         if not worker:
             from reports.optuna_study import write_study_summary
 
-            summary = write_study_summary(study_dir)
+            # Its own storage, from its command line: not the URL written in the settings file.
+            storage = settings.storage
+            if password is not None:
+                storage = redact.with_password(storage, password)
+            summary = write_study_summary(study_dir, storage=storage)
             print(f"optuna study: {summary}")
         if failed_helpers:
             raise RuntimeError(f"{len(failed_helpers)} worker process(es) of this study failed")

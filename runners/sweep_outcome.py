@@ -69,7 +69,7 @@ def summarize(sweep_dir: str | os.PathLike[str], before: Snapshot) -> list[RunRe
             continue
         try:
             records.append(load_record(path))
-        except ValueError as err:
+        except ValueError as err:  # names the file
             log.warning("%s", err)
     # A job that another live process holds is that process's to finish (runners.job_lock).
     elsewhere = [r for r in records if r.status == "running" and is_locked(r.job_dir)]

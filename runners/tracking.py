@@ -11,6 +11,9 @@ raises, or times out after ``logger.init_timeout`` seconds), a W&B directory tha
 written (checked before ``wandb.init``, which would otherwise fall back to a temporary
 directory), and a disk that fills up during the run (the first failing call disables W&B for
 the rest of the job).
+
+W&B's system metadata is off (``x_disable_meta``): it would store the process's command line,
+and with it any password given there (``runners.redact``).
 """
 
 from __future__ import annotations
@@ -136,6 +139,10 @@ def create_tracker(
             settings=wandb.Settings(
                 console="off",
                 x_disable_stats=True,
+                # No system metadata: it holds the raw command line (``args``), which may carry
+                # a password (a storage URL) and which `wandb sync` would upload. The run's
+                # code version, packages and device are in run.json and the summary.
+                x_disable_meta=True,
                 init_timeout=float(getattr(logger_cfg, "init_timeout", 60.0)),
             ),
         )

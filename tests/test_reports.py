@@ -119,3 +119,27 @@ def test_cli_reports_a_missing_path(tmp_path):
         text=True,
     )
     assert result.returncode == 2 and "no such file or directory" in result.stderr
+
+
+def test_runs_with_other_uncommitted_edits_of_one_commit_are_stale():
+    import pandas as pd
+
+    from reports.stale import code_label, stale_reasons
+
+    assert code_label("a" * 40, True, "0123456789abcdef") == "aaaaaaa-dirty.01234567"
+    assert (
+        code_label("a" * 40, True) == "aaaaaaa-dirty" and code_label("a" * 40, False) == "aaaaaaa"
+    )
+    runs = pd.DataFrame(
+        {
+            "study": ["s"] * 3,
+            "commit": ["a" * 40] * 3,
+            "dirty": [True] * 3,
+            "edits": ["1111111111111111", "1111111111111111", "2222222222222222"],
+            "started_at": ["2026-01-01T00:00:00", "2026-01-01T00:00:01", "2026-01-02T00:00:00"],
+            "job_dir": ["x", "y", "z"],
+        }
+    )
+    reasons = stale_reasons(runs).tolist()
+    assert reasons[2] == "" and reasons[0] == reasons[1] != ""
+    assert "aaaaaaa-dirty.11111111" in reasons[0] and "aaaaaaa-dirty.22222222" in reasons[0]
