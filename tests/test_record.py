@@ -96,14 +96,16 @@ def test_completed_run_has_the_full_record(make_cfg, tmp_path):
     assert saved.device == "cpu" and saved.ended_at
 
 
-def test_failing_training_records_failed_with_the_error(make_cfg, tmp_path):
-    empty = tmp_path / "empty-dataset"
-    (empty / "train").mkdir(parents=True)
-    (empty / "val").mkdir()
-    cfg = make_cfg("data=imagefolder", f"data.root={empty}", "data.workers=0")
+def test_failing_training_records_failed_with_the_error(make_cfg, tmp_path, monkeypatch):
+    import runners.train
+
+    def crash(*args, **kwargs):
+        raise FileNotFoundError("a class folder vanished during training")
+
+    monkeypatch.setattr(runners.train, "train_one_epoch", crash)
     job_dir = tmp_path / "job"
     with pytest.raises(FileNotFoundError):
-        run_job(cfg, JobContext(job_dir=job_dir))
+        run_job(make_cfg(), JobContext(job_dir=job_dir))
     saved = load_record(job_dir)
     assert saved.status == "failed"
     assert saved.error.startswith("FileNotFoundError") and "class folder" in saved.error
