@@ -120,8 +120,24 @@ def record_from_wandb(
     )
 
 
+def newest_per_job(runs: Iterable[tuple[object, RunRecord]]) -> list[RunRecord]:
+    """One record per job: of several W&B runs of one job directory (a job rerun after a
+    failure, or with ``force=true``, starts a new W&B run), the one started last, as
+    ``run.json`` is the newest record of its job. Runs without a job directory (W&B summaries
+    written before it was recorded) are all kept."""
+    newest: dict[str, RunRecord] = {}
+    kept: list[RunRecord] = []
+    for job_dir, record in runs:
+        if not isinstance(job_dir, str) or not job_dir:
+            kept.append(record)
+        elif job_dir not in newest or record.started_at > newest[job_dir].started_at:
+            newest[job_dir] = record
+    return kept + list(newest.values())
+
+
 def offline_records(paths: Iterable[str | os.PathLike[str]]) -> list[RunRecord]:
-    """Records of every offline W&B run (``wandb/offline-run-*``) under ``paths``."""
+    """Records of every offline W&B run (``wandb/offline-run-*``) under ``paths``, the newest
+    per job directory (:func:`newest_per_job`)."""
     records = []
     for root in map(Path, paths):
         if not root.exists():
@@ -129,7 +145,8 @@ def offline_records(paths: Iterable[str | os.PathLike[str]]) -> list[RunRecord]:
         for directory in find_offline_runs(root):
             run = read_offline_run(directory)
             state = {None: "running", 0: "finished"}.get(run.exit_code, "failed")
-            records.append(
+            records.append((
+                run.summary.get("job_dir"),
                 record_from_wandb(
                     run_id=run.run_id,
                     name=run.name,
@@ -141,9 +158,9 @@ def offline_records(paths: Iterable[str | os.PathLike[str]]) -> list[RunRecord]:
                     commit=run.commit or None,
                     created_at=run.started_at or None,
                     source=str(directory),
-                )
-            )
-    return records
+                ),
+            ))  # fmt: skip
+    return newest_per_job(records)
 
 
 def fetch_wandb_records(path: str, *, api: Any = None, per_page: int = 100) -> list[RunRecord]:
@@ -164,18 +181,20 @@ def fetch_wandb_records(path: str, *, api: Any = None, per_page: int = 100) -> l
         listing["lazy"] = False  # config and summary in the listing query, not one query per run
     records = []
     for run in api.runs(path, **listing):
-        records.append(
+        summary = dict(run.summary_metrics)
+        records.append((
+            summary.get("job_dir"),
             record_from_wandb(
                 run_id=run.id,
                 name=run.name or run.id,
                 group=run.group or "",
                 state=run.state,
                 config=dict(run.config),
-                summary=dict(run.summary_metrics),
+                summary=summary,
                 history=run.history(samples=100_000, pandas=False),
                 commit=getattr(run, "commit", None),
                 created_at=getattr(run, "created_at", None),
                 source=f"wandb:{path}/{run.id}",
-            )
-        )
-    return records
+            ),
+        ))  # fmt: skip
+    return newest_per_job(records)

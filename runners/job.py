@@ -247,6 +247,7 @@ def _wandb_summary(record: RunRecord) -> dict[str, Any]:
         "code_dirty": record.code_version.dirty,
         "code_edits": record.code_version.edits,
         "started_at": record.started_at,
+        "job_dir": record.job_dir,  # several W&B runs of one job: reports keep the newest
         "mini_batch": record.mini_batch,
         "world_size": record.world_size,
     }

@@ -17,7 +17,7 @@ import pytest
 
 from reports import load_records, write_records, write_results
 from reports.wandb_offline import find_offline_runs, read_offline_run
-from reports.wandb_source import offline_records
+from reports.wandb_source import newest_per_job, offline_records
 from tests.conftest import ROOT, run_cli
 from tests.wandb_http_standin import wandb_server
 
@@ -51,6 +51,8 @@ def test_offline_wandb_runs_give_the_same_records_and_results(sweep, tmp_path):
         for mine, theirs in zip(logged.epochs, record.epochs, strict=True):
             assert mine.metrics == pytest.approx(theirs.metrics)
         assert (logged.batch, logged.mini_batch, logged.study) == (32, 32, "wb")
+    job_dirs = {read_offline_run(p).summary.get("job_dir") for p in find_offline_runs(sweep)}
+    assert job_dirs == {r.job_dir for r in from_json.values()}  # what newest_per_job groups by
 
     expected = write_results([sweep], out=tmp_path / "json.md", plots=False).read_text()
     assert "### Top-1 (%): difference from regularizer=none" in expected
@@ -77,3 +79,19 @@ def test_cli_reads_a_wandb_project_over_http(sweep, tmp_path):
         )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert out.read_text() == expected
+
+
+def test_of_several_wandb_runs_of_one_job_the_newest_stands_for_it():
+    from runners.record import RunRecord
+
+    def run(job_dir, started_at):
+        return job_dir, RunRecord(
+            status="completed", job_dir=f"w-{started_at}", started_at=started_at
+        )
+
+    kept = newest_per_job(
+        [run("/s/a", "2026-01-01T00:00:02"), run("/s/a", "2026-01-01T00:00:09"),
+         run("/s/a", "2026-01-01T00:00:05"), run("/s/b", "2026-01-01T00:00:01"),
+         run(None, "2026-01-01T00:00:03"), run(None, "2026-01-01T00:00:04")]
+    )  # fmt: skip
+    assert sorted(r.started_at[-2:] for r in kept) == ["01", "03", "04", "09"]
