@@ -34,11 +34,11 @@ log = logging.getLogger("run")
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    from runners.divergence import DivergedError
-    from runners.images import DataError
+    from runners.app.sweep_outcome import mark_started
+    from runners.core.job_lock import JobLocked
+    from runners.data.images import DataError
+    from runners.engine.divergence import DivergedError
     from runners.job import JobContext, run_job
-    from runners.job_lock import JobLocked
-    from runners.sweep_outcome import mark_started
 
     mark_started()
     hydra_cfg = HydraConfig.get()
@@ -83,9 +83,9 @@ def main(cfg: DictConfig) -> float | None:
 
 def cli() -> int:
     """Run ``main`` and return the exit status; composition errors become one line."""
-    from runners.hydra_errors import config_error, is_config_error
-    from runners.redact import add_secrets_from_args, install_excepthook, redact
-    from runners.sweep_outcome import exit_status, started
+    from runners.app.sweep_outcome import exit_status, started
+    from runners.config.hydra_errors import config_error, is_config_error
+    from runners.core.redact import add_secrets_from_args, install_excepthook, redact
 
     add_secrets_from_args(sys.argv[1:])  # a password on the command line: never shown again
     install_excepthook()
@@ -110,7 +110,7 @@ def cli() -> int:
 
 if __name__ == "__main__":
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # torchrun: ranks > 0 leave files to rank 0
-        from runners.distributed import worker_overrides
+        from runners.dist.distributed import worker_overrides
 
         sys.argv += worker_overrides()
     sys.exit(cli())

@@ -2,7 +2,7 @@
 
 Both train the same model (TinyResNet, same initial weights) on the same DataLoader (the
 embedded synthetic set, same shuffling seed) on the CPU. The runner's epoch is
-``runners.train.train_one_epoch`` exactly as ``fit`` calls it: per-step learning-rate schedule,
+``runners.engine.train.train_one_epoch`` exactly as ``fit`` calls it: per-step learning-rate schedule,
 subdivision splitting, loss accumulation without a sync per step, progress bar. The minimal loop
 is normalize / zero_grad / forward / backward / step. Epochs alternate between the two so that drift on a
 shared machine hits both; the medians are compared.
@@ -29,10 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from hydra import compose, initialize_config_dir
 
 from runners.config import register_configs
-from runners.data import build_data
-from runners.optim import build_optimizer, lr_at, scaled_lr
-from runners.progress import EpochProgress
-from runners.train import build_model, classification_loss, seed_everything, train_one_epoch
+from runners.data.loaders import build_data
+from runners.engine.optim import build_optimizer, lr_at, scaled_lr
+from runners.engine.train import build_model, classification_loss, seed_everything, train_one_epoch
+from runners.tracking.progress import EpochProgress
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from reports import write_results
 from reports.collect import DETECTION_METRICS
-from runners.record import CodeVersion, EpochMetrics, RunRecord, best_metrics
+from runners.core.record import CodeVersion, EpochMetrics, RunRecord, best_metrics
 
 BACKBONES = ("tinyresnet", "resnet18", "resnet50", "cspresnext50", "cspdarknet53")
 REGULARIZERS = ("none", "dropout", "dropblock", "cbn", "dropblock_cbn")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from reports.collect import find_records
 from reports.results import METRICS, write_records, write_results
-from runners.record import RECORD_NAME
+from runners.core.record import RECORD_NAME
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     print(write_study_summary(path, storage=args.storage))
                 except (FileNotFoundError, ValueError) as err:  # the run records still count
-                    from runners.redact import redact
+                    from runners.core.redact import redact
 
                     print(f"note: no Optuna summary: {redact(str(err))}", file=sys.stderr)
     options = dict(

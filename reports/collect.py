@@ -1,6 +1,6 @@
 """Collect run records from directories into one pandas table (one row per run).
 
-Records are read only through ``runners.record`` (the shared schema); nothing here trains.
+Records are read only through ``runners.core.record`` (the shared schema); nothing here trains.
 A record is data from a job directory, which may be damaged or hostile: :func:`read_record`
 checks every field a report uses, and :func:`load_records` can set unreadable ones aside (with
 the reason) instead of failing the whole report.
@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from runners.record import COCO_METRICS, RECORD_NAME, RunRecord
+from runners.core.record import COCO_METRICS, RECORD_NAME, RunRecord
 
 __all__ = [
     "DETECTION_METRICS",

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from reports.tables import arm_keys, cell_groups, column_label, column_values, row_order
-from runners.atomic_write import atomic_write
+from runners.core.atomic_write import atomic_write
 
 __all__ = ["plot_learning_curves", "plot_metric_vs_columns"]
 
@@ -31,7 +31,7 @@ def _figure(**kwargs: object) -> Any:
 
 
 def _save(fig: Any, path: str | os.PathLike[str]) -> Path:
-    # Atomic like every result file: a reader never sees half a PNG (runners.atomic_write).
+    # Atomic like every result file: a reader never sees half a PNG (runners.core.atomic_write).
     return atomic_write(
         path, lambda out: fig.savefig(out, format="png", dpi=100, metadata={"Software": None})
     )

@@ -23,9 +23,9 @@ from reports.model_table import model_table
 from reports.plots import plot_learning_curves, plot_metric_vs_columns, slug
 from reports.stale import stale_reasons
 from reports.tables import arm_keys, check_key, column_label, parse_pivot, pivot_metric
-from runners.atomic_write import atomic_write, remove_orphans
-from runners.job_lock import report_lock
-from runners.record import RunRecord
+from runners.core.atomic_write import atomic_write, remove_orphans
+from runners.core.job_lock import report_lock
+from runners.core.record import RunRecord
 
 __all__ = [
     "METRICS",
@@ -221,7 +221,7 @@ def render_results(
 
 def _running_detail(job_dir: object) -> str:
     """Whether a ``running`` record's job is alive in another process or was interrupted."""
-    from runners.job_lock import is_locked
+    from runners.core.job_lock import is_locked
 
     if not isinstance(job_dir, str) or not Path(job_dir).is_dir():
         return ""

@@ -1,11 +1,11 @@
 """Run records rebuilt from W&B runs of the harness: online (``wandb.Api``) or offline logs.
 
-What a job logs to W&B (``runners.job`` and ``runners.train``): the resolved config, one history
+What a job logs to W&B (``runners.job`` and ``runners.engine.train``): the resolved config, one history
 row per epoch (``epoch``, ``train_loss``, ``lr`` and the task's metrics), and a summary with
 ``status``, ``params``, ``flops``, ``code_commit``, ``code_dirty``, ``code_edits``, ``started_at``,
 ``mini_batch``, ``world_size`` and, for a
 completed run, ``final_<metric>`` / ``best_<metric>``. :func:`record_from_wandb` turns that back
-into a :class:`runners.record.RunRecord`, so reports read W&B through the same schema as
+into a :class:`runners.core.record.RunRecord`, so reports read W&B through the same schema as
 ``run.json`` and produce the same tables.
 
 Runs logged before the summary carried ``status`` fall back on W&B's own state (finished ->
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from reports.wandb_offline import find_offline_runs, read_offline_run
-from runners.record import STATUSES, CodeVersion, EpochMetrics, RunRecord
+from runners.core.record import STATUSES, CodeVersion, EpochMetrics, RunRecord
 
 __all__ = ["fetch_wandb_records", "offline_records", "record_from_wandb"]
 

@@ -1,5 +1,5 @@
 """Jobs: data, training loop, evaluation, run records and tracking.
 
-Import submodules directly (``runners.job``, ``runners.record``, ...): this package imports
+Import submodules directly (``runners.job``, ``runners.core.record``, ...): this package imports
 nothing on its own so that light modules (config, record) stay light.
 """

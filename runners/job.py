@@ -1,14 +1,14 @@
 """The job wrapper: check, lock, plan the rerun, record ``running``, fit, record the outcome.
 
 Whatever happens inside training, ``run.json`` ends with the true status (``completed``;
-``diverged`` when the loss blew up, see ``runners.divergence``; the ``run_status`` an exception
-carries, ``pruned`` from an Optuna trial, see ``runners.optuna_trial``; or ``failed`` with the
+``diverged`` when the loss blew up, see ``runners.engine.divergence``; the ``run_status`` an exception
+carries, ``pruned`` from an Optuna trial, see ``runners.search.trial``; or ``failed`` with the
 error and traceback) and the W&B run is finished (with a non-zero exit code unless completed,
 and tagged ``diverged`` when it diverged), then the exception is re-raised. A config error is
 raised before anything is written, so a bad command leaves no record behind.
 
-One process writes a job directory at a time (``runners.job_lock``): a job held by another
-live process is left to it (:class:`~runners.job_lock.JobLocked`). What an earlier record in
+One process writes a job directory at a time (``runners.core.job_lock``): a job held by another
+live process is left to it (:class:`~runners.core.job_lock.JobLocked`). What an earlier record in
 the directory means (skip, resume from the checkpoint, or start fresh) is decided by
 ``runners.rerun``; a record that is replaced is kept in ``history/``.
 """
@@ -26,18 +26,18 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from runners import distributed
-from runners.atomic_write import remove_orphans
-from runners.checkpoint import load_checkpoint, remove_checkpoint
 from runners.config import config_hash, resolved_container
-from runners.divergence import DivergedError, DivergenceGuard
-from runners.environment import code_version, package_versions, resolve_device
-from runners.job_lock import JobLock, JobLocked
-from runners.optuna_trial import trial_from_env
-from runners.preflight import preflight
-from runners.record import RECORD_NAME, CodeVersion, RunRecord
+from runners.config.preflight import preflight
+from runners.core.atomic_write import remove_orphans
+from runners.core.job_lock import JobLock, JobLocked
+from runners.core.record import RECORD_NAME, CodeVersion, RunRecord
+from runners.dist import distributed
+from runners.engine.checkpoint import load_checkpoint, remove_checkpoint
+from runners.engine.divergence import DivergedError, DivergenceGuard
 from runners.rerun import RerunPlan, keep_in_history, plan_rerun
-from runners.tracking import NullTracker, create_tracker
+from runners.search.trial import trial_from_env
+from runners.tracking.environment import code_version, package_versions, resolve_device
+from runners.tracking.trackers import NullTracker, create_tracker
 
 __all__ = ["JobContext", "run_job"]
 
@@ -113,13 +113,13 @@ def run_job(cfg: DictConfig, context: JobContext) -> RunRecord:
     """Run one training job described by ``cfg`` into ``context.job_dir``.
 
     Under ``torchrun`` (``WORLD_SIZE`` > 1) every process runs this; they share rank 0's job
-    dir, and only rank 0 writes the record and logs to W&B (``runners.distributed``).
+    dir, and only rank 0 writes the record and logs to W&B (``runners.dist.distributed``).
 
     Returns the job's record: the new one, or the earlier one when the job is skipped (already
     completed, or diverged, with this config and code). Raises
     :class:`~runners.config.ConfigError` before writing anything when the config, or the
-    checkpoint it would resume, cannot make a run; :class:`~runners.job_lock.JobLocked` when
-    another process holds the job; :class:`~runners.divergence.DivergedError` (after recording
+    checkpoint it would resume, cannot make a run; :class:`~runners.core.job_lock.JobLocked` when
+    another process holds the job; :class:`~runners.engine.divergence.DivergedError` (after recording
     ``diverged``) when the loss diverged.
     """
     preflight_job(cfg, context)
@@ -165,7 +165,7 @@ def run_job(cfg: DictConfig, context: JobContext) -> RunRecord:
 
 def preflight_job(cfg: DictConfig, context: JobContext) -> None:
     """Every check that can fail before anything is written (``ConfigError``)."""
-    from runners.darknet_net import adopt_net_options
+    from runners.config.darknet_net import adopt_net_options
 
     adopt_net_options(cfg, context.overrides)  # backbone=darknet: the cfg's [net] batch
     preflight(cfg)
@@ -181,7 +181,7 @@ def _train(
     checkpoint: dict[str, Any] | None,
 ) -> RunRecord:
     """Record ``running``, fit, and record the outcome whatever happens; finish tracking."""
-    from runners.train import fit  # torch-heavy; keeps `run.py --help` fast
+    from runners.engine.train import fit  # torch-heavy; keeps `run.py --help` fast
 
     job_dir = Path(record.job_dir)
     write = (lambda r: r.write(job_dir)) if main else (lambda _r: None)

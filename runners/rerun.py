@@ -14,7 +14,7 @@ failed, pruned, running     resume           fresh           fresh
 ==========================  ===============  ==============  ===========================
 
 *resume* continues from ``checkpoint.pt`` when the checkpoint itself was written by the same
-config and code (``runners.checkpoint`` checks again), else it starts over; *fresh* starts
+config and code (``runners.engine.checkpoint`` checks again), else it starts over; *fresh* starts
 from scratch and removes the earlier checkpoint. ``force=true`` is *fresh* for every job.
 "Same code" is :meth:`CodeVersion.same_as`: one commit, with the same uncommitted edits or
 none; code that cannot be identified (not a git checkout) is never the same. A record that is
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from runners.record import RECORD_NAME, CodeVersion, RunRecord, load_record
+from runners.core.record import RECORD_NAME, CodeVersion, RunRecord, load_record
 
 __all__ = ["HISTORY_DIR", "RerunPlan", "keep_in_history", "plan_rerun"]
 

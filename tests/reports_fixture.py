@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from runners.record import CodeVersion, EpochMetrics, RunRecord, best_metrics
+from runners.core.record import CodeVersion, EpochMetrics, RunRecord, best_metrics
 
 NEW = CodeVersion(commit="b" * 40, dirty=False)
 OLD = CodeVersion(commit="a" * 40, dirty=False)

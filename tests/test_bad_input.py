@@ -8,9 +8,9 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from runners.config import ConfigError
-from runners.images import DataError, read_rgb
-from runners.preflight import compose
-from runners.record import load_record
+from runners.config.preflight import compose
+from runners.core.record import load_record
+from runners.data.images import DataError, read_rgb
 from tests.conftest import ROOT, TINY, run_cli
 
 
@@ -191,7 +191,7 @@ def test_random_overrides_build_or_fail_with_one_config_error(data_cache, pairs)
 
 
 def test_errors_from_inside_hydra_count_as_config_errors_and_crashes_do_not():
-    from runners.hydra_errors import is_config_error
+    from runners.config.hydra_errors import is_config_error
 
     def raise_from(module_file: str) -> BaseException:
         code = compile("raise ValueError('x')", module_file, "exec")

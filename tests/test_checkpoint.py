@@ -12,10 +12,15 @@ import time
 import pytest
 import torch
 
-from runners.checkpoint import CheckpointError, LoopPosition, load_checkpoint, save_checkpoint
-from runners.divergence import DivergedError, DivergenceGuard
-from runners.record import CodeVersion, RunRecord, load_record
-from runners.sampler import EpochShuffleSampler
+from runners.core.record import CodeVersion, RunRecord, load_record
+from runners.data.sampler import EpochShuffleSampler
+from runners.engine.checkpoint import (
+    CheckpointError,
+    LoopPosition,
+    load_checkpoint,
+    save_checkpoint,
+)
+from runners.engine.divergence import DivergedError, DivergenceGuard
 from tests.conftest import ROOT, TINY, run_cli
 
 TINY_ARGS = [*TINY, "checkpoint.every_steps=1"]

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from reports.wandb_offline import find_offline_runs, read_offline_run
-from runners.record import load_record
+from runners.core.record import load_record
 from tests.conftest import ROOT, run_cli
 
 TINY_CLI = ["epochs=1", "data.train_per_class=6", "data.val_per_class=3", "device=cpu"]

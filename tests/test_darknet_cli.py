@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from runners.config import ConfigError, validate
-from runners.darknet_net import adopt_net_options
-from runners.record import load_record
+from runners.config.darknet_net import adopt_net_options
+from runners.core.record import load_record
 from tests.conftest import run_cli
 
 #: Groups at 32x32: layer 2 (8x8, stride 4) is group 1, layer 3-5 (4x4) group 2, layers 6-7

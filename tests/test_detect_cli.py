@@ -11,8 +11,8 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from reports.wandb_offline import find_offline_runs, read_offline_run
-from runners.coco_eval import COCO_METRICS
-from runners.record import load_record
+from runners.core.record import load_record
+from runners.tasks.coco_eval import COCO_METRICS
 from tests.conftest import run_cli
 
 TINY_DETECT = [

@@ -17,9 +17,14 @@ from pycocotools.cocoeval import COCOeval
 
 from models import create_backbone
 from models.detection import GroupFeatures, build_retinanet
-from runners.coco_data import CocoDetectionSet, load_coco
-from runners.coco_eval import COCO_METRICS, coco_detections, score_detections, write_detections
-from runners.synthetic_det import category_id, ensure_synthetic_detection_dataset
+from runners.data.coco import CocoDetectionSet, load_coco
+from runners.data.synthetic_det import category_id, ensure_synthetic_detection_dataset
+from runners.tasks.coco_eval import (
+    COCO_METRICS,
+    coco_detections,
+    score_detections,
+    write_detections,
+)
 from tests.test_darknet_cli import SMALL_CFG
 
 SMALL_SET = {"seed": 3, "image_size": 64, "num_classes": 4, "train_images": 12, "val_images": 16}

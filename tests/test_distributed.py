@@ -1,4 +1,4 @@
-"""DDP under torchrun (``runners.distributed``): the rules, two gloo processes, and the real CLI.
+"""DDP under torchrun (``runners.dist.distributed``): the rules, two gloo processes, and the real CLI.
 
 The process tests run on the CPU with gloo: two processes spawned here (evaluation, gradient
 averaging, gathering) and ``torchrun --standalone --nproc_per_node=2 run.py`` in a subprocess.
@@ -22,13 +22,13 @@ from omegaconf import OmegaConf
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from runners import distributed
-from runners.classify import evaluate_classifier
 from runners.config import ConfigError
-from runners.distributed import ShardSampler, World
-from runners.record import RunRecord, load_record
-from runners.task import EvalContext
-from runners.train import classification_loss, train_step
+from runners.core.record import RunRecord, load_record
+from runners.dist import distributed
+from runners.dist.distributed import ShardSampler, World
+from runners.engine.train import classification_loss, train_step
+from runners.tasks.classify import evaluate_classifier
+from runners.tasks.registry import EvalContext
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.skipif(

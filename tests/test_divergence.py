@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from reports.wandb_offline import find_offline_runs, read_offline_run
-from runners.divergence import DivergedError, DivergenceGuard
-from runners.record import load_record
+from runners.core.record import load_record
+from runners.engine.divergence import DivergedError, DivergenceGuard
 from tests.conftest import run_cli
 
 

@@ -23,9 +23,9 @@ from PIL import Image
 
 from models.darknet import DarknetCfgError, DarknetNet, parse_cfg
 from models.darknet.weights import WeightsFileError, load_weights, save_weights
-from runners.coco_data import load_coco
-from runners.coco_eval import score_detections
-from runners.images import DataError
+from runners.data.coco import load_coco
+from runners.data.images import DataError
+from runners.tasks.coco_eval import score_detections
 
 FUZZ = settings(deadline=timedelta(seconds=2), database=None)
 

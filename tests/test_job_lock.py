@@ -12,10 +12,10 @@ import time
 
 import pytest
 
-from runners.atomic_write import atomic_write, remove_orphans
-from runners.data import dataset_root
-from runners.job_lock import JobLock, JobLocked, is_locked
-from runners.record import RunRecord, load_record
+from runners.core.atomic_write import atomic_write, remove_orphans
+from runners.core.job_lock import JobLock, JobLocked, is_locked
+from runners.core.record import RunRecord, load_record
+from runners.data.loaders import dataset_root
 from tests.conftest import ROOT, TINY
 
 
@@ -31,7 +31,7 @@ def test_a_held_job_cannot_be_taken_and_is_free_once_released(tmp_path):
 
 def test_the_lock_dies_with_its_process(tmp_path):
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from runners.job_lock import JobLock; "
+        [sys.executable, "-c", "import sys, time; from runners.core.job_lock import JobLock; "
          f"JobLock({str(tmp_path)!r}).acquire(); print('held', flush=True); time.sleep(600)"],
         cwd=ROOT, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip

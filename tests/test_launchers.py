@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from hydra import compose, initialize_config_dir
 
-from runners.record import load_record
+from runners.core.record import load_record
 from tests.conftest import ROOT, TINY, run_cli
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from runners.metrics import topk_correct
+from runners.tasks.metrics import topk_correct
 
 
 def test_topk_hand_computed():

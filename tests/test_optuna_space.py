@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from runners.optuna_settings import StudySettings
-from runners.optuna_space import SearchSpaceError, format_value, parse_search_space
+from runners.search.settings import StudySettings
+from runners.search.space import SearchSpaceError, format_value, parse_search_space
 
 
 @pytest.mark.parametrize(

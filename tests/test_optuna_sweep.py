@@ -13,8 +13,8 @@ import yaml
 from optuna.trial import TrialState
 
 from reports.wandb_offline import find_offline_runs, read_offline_run
-from runners.optuna_settings import StudySettings
-from runners.record import load_record
+from runners.core.record import load_record
+from runners.search.settings import StudySettings
 from tests.conftest import ROOT, run_cli
 
 TINY_CLI = ["data.train_per_class=6", "data.val_per_class=3", "device=cpu"]

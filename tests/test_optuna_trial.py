@@ -5,9 +5,9 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from runners.optuna_settings import StudySettings
-from runners.optuna_trial import PrunedByOptuna, TrialReporter
-from runners.record import EpochMetrics, RunRecord
+from runners.core.record import EpochMetrics, RunRecord
+from runners.search.settings import StudySettings
+from runners.search.trial import PrunedByOptuna, TrialReporter
 
 
 def _reporter(metric="auto", pruner=None):

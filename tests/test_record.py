@@ -7,8 +7,7 @@ import os
 
 import pytest
 
-from runners.job import JobContext, run_job
-from runners.record import (
+from runners.core.record import (
     RECORD_NAME,
     SCHEMA_VERSION,
     EpochMetrics,
@@ -16,6 +15,7 @@ from runners.record import (
     best_metrics,
     load_record,
 )
+from runners.job import JobContext, run_job
 
 
 def test_round_trip_keeps_every_field(tmp_path):
@@ -97,12 +97,12 @@ def test_completed_run_has_the_full_record(make_cfg, tmp_path):
 
 
 def test_failing_training_records_failed_with_the_error(make_cfg, tmp_path, monkeypatch):
-    import runners.train
+    import runners.engine.train
 
     def crash(*args, **kwargs):
         raise FileNotFoundError("a class folder vanished during training")
 
-    monkeypatch.setattr(runners.train, "train_one_epoch", crash)
+    monkeypatch.setattr(runners.engine.train, "train_one_epoch", crash)
     job_dir = tmp_path / "job"
     with pytest.raises(FileNotFoundError):
         run_job(make_cfg(), JobContext(job_dir=job_dir))

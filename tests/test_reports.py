@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from reports import collect_runs, format_cell, render_results, write_results
-from runners.record import RunRecord
+from runners.core.record import RunRecord
 from tests.conftest import ROOT
 
 FIXTURE = {

@@ -68,7 +68,7 @@ def test_left_out_runs_are_listed_and_not_averaged(study):
 
 
 def test_newest_code_version_decides(tmp_path):
-    from runners.record import CodeVersion, RunRecord
+    from runners.core.record import CodeVersion, RunRecord
 
     def write(name, commit, started, dirty=False):
         RunRecord(

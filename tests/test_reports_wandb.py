@@ -82,7 +82,7 @@ def test_cli_reads_a_wandb_project_over_http(sweep, tmp_path):
 
 
 def test_of_several_wandb_runs_of_one_job_the_newest_stands_for_it():
-    from runners.record import RunRecord
+    from runners.core.record import RunRecord
 
     def run(job_dir, started_at):
         return job_dir, RunRecord(

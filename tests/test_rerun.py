@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from runners.record import CodeVersion, RunRecord, load_record
+from runners.core.record import CodeVersion, RunRecord, load_record
 from runners.rerun import keep_in_history, plan_rerun
 from tests.conftest import ROOT
 

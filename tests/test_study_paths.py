@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from runners.config import ConfigError
-from runners.paths import NAME_MAX, job_dirname, plain_name
+from runners.config.paths import NAME_MAX, job_dirname, plain_name
 from tests.conftest import ROOT, TINY, run_cli
 
 

@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 from torchvision import datasets
 
-from runners.data import build_data
-from runners.synthetic import CLASS_NAMES, ensure_synthetic_dataset, render_image
+from runners.data.loaders import build_data
+from runners.data.synthetic import CLASS_NAMES, ensure_synthetic_dataset, render_image
 
 
 def _digest(root):
@@ -105,7 +105,7 @@ def test_staging_folders_of_killed_builds_are_removed_and_live_ones_kept(tmp_pat
     import subprocess
     import sys
 
-    from runners.synthetic import materialize
+    from runners.data.synthetic import materialize
 
     host = socket.gethostname().replace("-", "_")
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],

@@ -11,8 +11,8 @@ from omegaconf import OmegaConf
 
 from reports.wandb_offline import find_offline_runs, read_offline_run
 from runners import job as job_module
-from runners.record import load_record
-from runners.tracking import NullTracker, WandbTracker, create_tracker
+from runners.core.record import load_record
+from runners.tracking.trackers import NullTracker, WandbTracker, create_tracker
 from tests.conftest import TINY, run_cli
 
 TINY_CLI = [o for o in TINY if not o.startswith("logger=")]

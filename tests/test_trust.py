@@ -7,7 +7,7 @@ import logging
 
 from hydra import compose, initialize_config_dir
 
-from runners.callbacks import RedactSecretsCallback, foreign_callbacks
+from runners.app.callbacks import RedactSecretsCallback, foreign_callbacks
 from tests.conftest import ROOT
 
 
@@ -27,7 +27,7 @@ def test_a_callback_from_elsewhere_is_pointed_out(caplog):
         "+hydra.callbacks.logged._target_=hydra.experimental.callbacks.LogJobReturnCallback",
     )
     assert foreign_callbacks(cfg) == ["mine: shutil.rmtree"]
-    with caplog.at_level(logging.WARNING, logger="runners.callbacks"):
+    with caplog.at_level(logging.WARNING, logger="runners.app.callbacks"):
         RedactSecretsCallback().on_multirun_start(cfg)
     (message,) = [r.getMessage() for r in caplog.records]
     assert message.startswith("hydra.callbacks.mine: _target_ 'shutil.rmtree' is not one of")

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from runners import coco_validate
-from runners.coco_data import load_coco
-from runners.coco_validate import validate_coco_file, validated_coco
 from runners.config import ConfigError
-from runners.images import DataError
-from runners.preflight import compose
+from runners.config.preflight import compose
+from runners.data import coco_validate
+from runners.data.coco import load_coco
+from runners.data.coco_validate import validate_coco_file, validated_coco
+from runners.data.images import DataError
 from tests.conftest import run_cli
 
 #: A valid two-image set; every case below breaks one thing in a copy of it.

@@ -12,7 +12,7 @@ from models.darknet import DarknetCfgError, DarknetNet, parse_cfg
 from models.darknet.parse import MAX_CFG_BYTES
 from models.memory import estimate_training_memory
 from runners.config import ConfigError
-from runners.preflight import compose
+from runners.config.preflight import compose
 from tests.conftest import TINY, run_cli
 
 NET = "[net]\nwidth=32\nheight=32\nchannels=3\n"

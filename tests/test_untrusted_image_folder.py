@@ -9,10 +9,10 @@ from PIL import Image
 from torchvision import datasets
 
 from runners.config import ConfigError
-from runners.data import build_data
-from runners.image_folder import scan_split
-from runners.images import DataError
-from runners.preflight import compose
+from runners.config.preflight import compose
+from runners.data.image_folder import scan_split
+from runners.data.images import DataError
+from runners.data.loaders import build_data
 from tests.conftest import TINY, run_cli
 
 

@@ -8,12 +8,12 @@ import warnings
 import pytest
 from PIL import Image
 
-from runners.coco_data import CocoDetectionSet
 from runners.config import ConfigError, config_hash, resolved_container
-from runners.data import build_data
-from runners.images import DataError, ImageReader, read_rgb
-from runners.preflight import compose
-from runners.record import load_record
+from runners.config.preflight import compose
+from runners.core.record import load_record
+from runners.data.coco import CocoDetectionSet
+from runners.data.images import DataError, ImageReader, read_rgb
+from runners.data.loaders import build_data
 from tests.conftest import TINY, run_cli
 
 PILLOW_DEFAULT = 89_478_485

@@ -1,4 +1,4 @@
-"""The Hydra ``Sweeper`` shell; the logic is ``runners.optuna_sweep``, imported on first use so
+"""The Hydra ``Sweeper`` shell; the logic is ``runners.search.sweep``, imported on first use so
 that Hydra's plugin scan (which imports this module in every run) stays fast."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ class HarnessOptunaSweeper(Sweeper):
     """Optuna search with per-epoch pruning, resumable studies and parallel workers."""
 
     def __init__(self, **conf: Any) -> None:
-        from runners.optuna_sweep import OptunaSweep
+        from runners.search.sweep import OptunaSweep
 
         self._impl = OptunaSweep(conf)
 

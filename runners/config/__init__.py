@@ -1,0 +1,26 @@
+"""Configuration: the schema per option, validation, hashing, preflight checks, Hydra's errors.
+
+``runners.config.schema`` holds the structured configs and the rules; this package re-exports
+what callers use (``from runners.config import ConfigError, validate``). The other modules are
+imported by path: ``runners.config.preflight`` (checks that read files or build the model on the
+meta device), ``runners.config.hydra_errors``, ``runners.config.paths``,
+``runners.config.darknet_net``.
+"""
+
+from runners.config.schema import (
+    PRIMARY_METRIC,
+    ConfigError,
+    config_hash,
+    register_configs,
+    resolved_container,
+    validate,
+)
+
+__all__ = [
+    "PRIMARY_METRIC",
+    "ConfigError",
+    "config_hash",
+    "register_configs",
+    "resolved_container",
+    "validate",
+]

@@ -1,0 +1,571 @@
+"""Structured config: the schema of one job, registered in Hydra's ConfigStore.
+
+Hydra composes ``conf/config.yaml`` on top of these dataclasses, so a mistyped key or a wrongly
+typed value fails at composition (OmegaConf names the ``full_key``). Rules that a type cannot
+express (ranges, divisibility, names that must exist in a registry) live in :func:`validate`,
+which runs before anything is trained and raises :class:`ConfigError` with one line that names
+the key, the rule and the value received.
+
+The layout follows Hydra's structured-config tutorial (``5.1_structured_config_schema_same_config_group``):
+``base_*`` schemas in the ConfigStore, YAML options that extend them.
+
+This module must stay light to import (no torch): Hydra imports it for ``--help`` and for every
+tab completion.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from runners.core.record import CLASSIFICATION_METRICS, COCO_METRICS
+
+__all__ = [
+    "PRIMARY_METRIC",
+    "BackboneConfig",
+    "CheckpointConfig",
+    "Config",
+    "ConfigError",
+    "DataConfig",
+    "DdpConfig",
+    "Device",
+    "DivergenceConfig",
+    "GroupRegularizerConfig",
+    "LoggerConfig",
+    "OptimConfig",
+    "RegularizerConfig",
+    "ReportConfig",
+    "TaskConfig",
+    "config_hash",
+    "register_configs",
+    "validate",
+]
+
+#: Regularizers the runner knows how to place. Later issues extend this tuple.
+REGULARIZERS = ("none", "dropout", "dropblock", "cbn", "dropblock_cbn")
+#: Each task and the data options it reads (ImageNet layout, COCO layout).
+TASK_DATA = {"classify": ("synthetic", "imagefolder"), "detect": ("synthetic_det", "coco")}
+#: The number a task is judged by (what run.py returns and a sweeper optimises).
+PRIMARY_METRIC = {"classify": "top1", "detect": "AP"}
+#: Metrics a report can tabulate: classification's, then COCOeval's twelve.
+REPORT_METRICS = (*CLASSIFICATION_METRICS, *COCO_METRICS)
+#: Groups are the four backbone stages of the DropBlock paper (ResNet conv2_x .. conv5_x).
+GROUPS = ("1", "2", "3", "4")
+#: Keys that do not change what a run computes, so they are left out of the config hash.
+#: ``divergence`` only decides when a run is stopped, ``force`` only whether it reruns,
+#: ``checkpoint`` only how often state is saved.
+HASH_EXCLUDED_KEYS = ("logger", "report", "study", "checkpoint", "divergence", "force")
+#: Limits on untrusted input (docs/ROBUSTNESS.md): they decide whether a run may start, never
+#: what it computes, so they stay out of the hash too (and raising one keeps completed runs).
+HASH_EXCLUDED_LIMITS = (
+    ("data", "max_annotation_mb"),
+    ("data", "max_image_pixels"),
+    ("backbone", "max_memory_gb"),
+)
+
+
+class ConfigError(ValueError):
+    """A config value breaks a rule. The message names the key, the rule and the value."""
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class LoggerMode(str, Enum):
+    offline = "offline"
+    online = "online"
+    disabled = "disabled"
+
+
+@dataclass
+class TaskConfig:
+    """What is trained and how it is scored."""
+
+    name: str = "classify"
+    #: Evaluate on the validation split after every ``eval_every`` epochs (and after the last).
+    eval_every: int = 1
+    # Classification.
+    #: The k of each top-k accuracy reported (Top-1 and Top-5, as ImageNet tables do).
+    topk: list[int] = field(default_factory=lambda: [1, 5])
+    label_smoothing: float = 0.0
+    # Detection (RetinaNet, ``models.detection``).
+    #: Channels of the FPN and of RetinaNet's heads (256 in the paper).
+    fpn_channels: int = 256
+    #: Base anchor side on P3..P7 in pixels (the paper's 32..512 are for 800 px images).
+    anchor_sizes: list[int] = field(default_factory=lambda: [32, 64, 128, 256, 512])
+    #: Detections kept per image after NMS (COCOeval reads at most 100) ...
+    detections_per_img: int = 100
+    #: ... among those scoring at least ``score_thresh`` (torchvision's and Detectron's 0.05).
+    score_thresh: float = 0.05
+
+
+@dataclass
+class DataConfig:
+    """A data set: ImageNet layout for classification, COCO layout for detection.
+
+    ``synthetic`` generates an ImageNet-layout tree (``root/train/<class>/*``) once into
+    ``cache_dir`` and loads it through the same ImageFolder code as ``imagefolder``;
+    ``synthetic_det`` generates a COCO-layout set (``root/<split>/*``,
+    ``<ann>/instances_<split>.json``) and loads it through the same code as ``coco``.
+    """
+
+    name: str = MISSING
+    root: str | None = None
+    image_size: int = 32
+    #: Per-channel normalisation applied after scaling pixels to [0, 1].
+    mean: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
+    std: list[float] = field(default_factory=lambda: [0.25, 0.25, 0.25])
+    augment: bool = True
+    #: Training crop: ``pad`` (random crop of the padded image, CIFAR-style) or ``resized``
+    #: (RandomResizedCrop, ImageNet-style; evaluation then resizes and centre-crops).
+    crop: str = "pad"
+    workers: int = 0
+    #: Keep decoded images in memory after the first epoch (small data sets only).
+    cache_images: bool = False
+    # COCO layout (coco, synthetic_det): images in <root>/<split>/, annotations in
+    # <ann>/instances_<split>.json (``ann`` relative to ``root`` unless absolute).
+    ann: str = "annotations"
+    train_split: str = "train"
+    val_split: str = "val"
+    # Synthetic generation only.
+    num_classes: int = 10
+    train_per_class: int = 100
+    val_per_class: int = 50
+    #: Images per split of ``synthetic_det``.
+    train_images: int = 400
+    val_images: int = 100
+    #: Seed of the data set itself; independent of the run's ``seed`` so that every arm of a
+    #: study trains on the same images.
+    seed: int = 0
+    cache_dir: str = ".cache/data"
+    # Limits on untrusted files (docs/ROBUSTNESS.md, "Untrusted data files").
+    #: Largest width x height decoded; a larger image fails the job naming the file. Pillow's
+    #: own limit (about 89 MP, 256 MB as RGB), enforced as an error instead of a warning.
+    max_image_pixels: int = 89_478_485
+    #: Largest COCO annotation file read, in MB (COCO's train2017 is 448 MB).
+    max_annotation_mb: float = 2048.0
+
+
+@dataclass
+class BackboneConfig:
+    """A backbone from the ``models`` registry; ``kwargs`` go to its builder."""
+
+    name: str = MISSING
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    #: The Darknet .cfg file of ``backbone=darknet`` (docs/DARKNET.md); unused otherwise.
+    cfg: str | None = None
+    #: Largest training-memory estimate allowed, in GB: fp32 weights, gradients and momentum
+    #: plus every layer's output for one mini-batch, measured on the meta device.
+    max_memory_gb: float = 256.0
+
+
+@dataclass
+class GroupRegularizerConfig:
+    """The regularizer's settings for one group (stage) of the backbone.
+
+    Darknet's ``[dropout]`` key names are accepted as aliases: ``probability`` for ``p``,
+    ``dropblock_size_abs`` for ``block_size`` with ``size_mode=abs``, ``dropblock_size_rel`` (or
+    ``dropblock_size``) for ``block_size`` with ``size_mode=rel``. When both an alias and its
+    canonical key are set, the alias wins (as the cfg file is what a Darknet user wrote).
+    """
+
+    p: float = 0.0
+    #: DropBlock block side: pixels (``size_mode=abs``) or a fraction of the map side (``rel``).
+    block_size: float = 7
+    size_mode: str = "abs"
+    probability: float | None = None
+    dropblock_size_abs: int | None = None
+    dropblock_size_rel: float | None = None
+    dropblock_size: float | None = None
+
+
+@dataclass
+class RegularizerConfig:
+    """Which regularizer, and its settings per group: ``groups: {3: {p: ...}, 4: {...}}``."""
+
+    name: str = "none"
+    #: DropBlock options (``layers.drop_block``): defaults are the paper's.
+    scope: str = "channel"
+    rescale: str = "batch"
+    gamma: str = "paper"
+    schedule: str = "linear"
+    kernel: str = "auto"
+    #: Cross-Iteration BN options (``layers.cross_iteration_bn``), used by cbn and dropblock_cbn:
+    #: mini-batches per window (1 = plain BN), optimizer steps of plain BN first, and the mode
+    #: (``cbn``: the paper's compensated window; ``cmbn``: Darknet's batch_normalize=2).
+    window: int = 4
+    burnin: int = 0
+    cbn_mode: str = "cbn"
+    #: ``backbone=darknet`` only: ``keep`` the ``[dropout]`` layers the cfg writes, or ``remove``
+    #: them so that this regularizer alone decides what is placed.
+    cfg_dropout: str = "keep"
+    #: Every group 1..4 is present (p = 0 places nothing), so any group's settings can be
+    #: overridden from the command line: ``regularizer.groups.2.p=0.01``.
+    groups: dict[str, GroupRegularizerConfig] = field(
+        default_factory=lambda: {g: GroupRegularizerConfig() for g in GROUPS}
+    )
+
+
+@dataclass
+class OptimConfig:
+    """SGD with momentum; ``lr = base_lr * batch / 256`` (Goyal et al. 2017, linear scaling)."""
+
+    name: str = "sgd"
+    base_lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = False
+    #: Applied to convolution and linear weights only, never to BN parameters or biases.
+    weight_decay: float = 5e-4
+    #: Linear warmup from 0, then cosine decay to 0 over the remaining steps.
+    warmup_epochs: float = 1.0
+
+
+@dataclass
+class DdpConfig:
+    """Data-parallel training under ``torchrun`` (``runners.dist.distributed``); ignored by a single
+    process. ``batch`` stays the samples per optimizer step over all processes."""
+
+    #: SyncBatchNorm: BN statistics over the whole step's chunk on all GPUs (CUDA only; not with
+    #: CBN, whose statistics are per process).
+    sync_bn: bool = False
+    #: DDP's ``find_unused_parameters`` (a graph traversal per step), for models with parameters
+    #: that the loss never reaches. ``null``: on for ``task=detect`` (RetinaNet never runs the
+    #: backbone's classifier), off otherwise.
+    find_unused_parameters: bool | None = None
+
+
+@dataclass
+class LoggerConfig:
+    """Experiment tracking besides ``run.json``: ``wandb`` (offline by default) or ``none``."""
+
+    name: str = "none"
+    project: str = "ablation-harness"
+    entity: str | None = None
+    mode: LoggerMode = LoggerMode.offline
+    #: Seconds ``wandb.init`` may take (online: reaching the server) before the job goes on
+    #: without W&B.
+    init_timeout: float = 60.0
+
+
+@dataclass
+class DivergenceConfig:
+    """When a job stops with status ``diverged`` (``runners.engine.divergence``).
+
+    A NaN or infinite training loss always stops it; so does a loss above ``factor`` times the
+    first one (``null`` turns that rule off).
+    """
+
+    factor: float | None = 10.0
+    #: Forwards between checks; each check waits for the device once.
+    check_every: int = 10
+
+
+@dataclass
+class CheckpointConfig:
+    """``checkpoint.pt`` in the job directory (``runners.engine.checkpoint``); resuming is exact on a CPU."""
+
+    #: Write a checkpoint at the end of every epoch ...
+    enabled: bool = True
+    #: ... and every N optimizer steps inside an epoch (0: epoch ends only).
+    every_steps: int = 0
+    #: Continue from the job directory's checkpoint when it belongs to the same config.
+    resume: bool = True
+
+
+@dataclass
+class ReportConfig:
+    """How the multirun callback tabulates a study: rows x columns, one table per metric."""
+
+    rows: str = "regularizer"
+    columns: str = "batch"
+    metrics: list[str] = field(default_factory=lambda: ["top1", "top5"])
+    out: str = "RESULTS.md"
+    #: Differences are taken against the runs matching ``key=value`` (reports/deltas.py).
+    baseline: str = "regularizer=none"
+    #: Tabulate runs of older code versions too (they are listed as stale otherwise).
+    include_stale: bool = False
+
+
+@dataclass
+class Config:
+    """One job. Top-level keys use Darknet's words where the seed did (DESIGN.md, Vocabulary)."""
+
+    task: TaskConfig = field(default_factory=TaskConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    regularizer: RegularizerConfig = field(default_factory=RegularizerConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    ddp: DdpConfig = field(default_factory=DdpConfig)
+    divergence: DivergenceConfig = field(default_factory=DivergenceConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    #: The study this job belongs to: W&B group and sweep directory name.
+    study: str = "adhoc"
+    #: Samples per optimizer step.
+    batch: int = 64
+    #: Forwards per optimizer step, gradients accumulated (Darknet's meaning).
+    subdivisions: int = 1
+    epochs: int = 10
+    seed: int = 0
+    device: Device = Device.auto
+    #: bf16 autocast on CUDA (ignored on the CPU).
+    amp: bool = True
+    #: channels_last memory format on CUDA (ignored on the CPU).
+    channels_last: bool = True
+    #: Deterministic algorithms (exact reruns on the CPU; slower cuDNN choices on GPU).
+    deterministic: bool = True
+    #: Rerun a job even when its directory holds a completed run of the same config and code.
+    force: bool = False
+
+
+def register_configs() -> None:
+    """Store the schemas so YAML options can extend them (``defaults: [base_<group>]``), and
+    register the resolvers ``conf/config.yaml`` uses for its directories (``runners.config.paths``)."""
+    from runners.config.paths import register_resolvers
+
+    register_resolvers()
+    cs = ConfigStore.instance()
+    cs.store(name="base_config", node=Config)
+    cs.store(group="task", name="base_task", node=TaskConfig)
+    cs.store(group="data", name="base_data", node=DataConfig)
+    cs.store(group="backbone", name="base_backbone", node=BackboneConfig)
+    cs.store(group="regularizer", name="base_regularizer", node=RegularizerConfig)
+    cs.store(group="optim", name="base_optim", node=OptimConfig)
+    cs.store(group="logger", name="base_logger", node=LoggerConfig)
+
+
+def _name_error(key: str, value: str, options: tuple[str, ...] | list[str]) -> ConfigError:
+    close = difflib.get_close_matches(value, list(options), n=3)
+    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    return ConfigError(f"{key} must be one of {', '.join(sorted(options))}, got {value!r}{hint}")
+
+
+def _check_range(key: str, value: float, low: float, high: float | None, high_open: bool) -> None:
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if not math.isfinite(value) or value < low or too_high:
+        upper = "∞)" if high is None else (f"{high})" if high_open else f"{high}]")
+        raise ConfigError(f"{key} must be in [{low}, {upper}, got {value}")
+
+
+def validate(cfg: DictConfig | Config) -> None:
+    """Check the rules a type cannot express. Raises :class:`ConfigError` on the first break."""
+    from models import list_backbones  # the registry; imported here to keep this module light
+
+    if cfg.batch < 1:
+        raise ConfigError(f"batch must be >= 1, got {cfg.batch}")
+    if cfg.subdivisions < 1:
+        raise ConfigError(f"subdivisions must be >= 1, got {cfg.subdivisions}")
+    if cfg.batch % cfg.subdivisions:
+        raise ConfigError(
+            f"batch must be divisible by subdivisions (mini_batch = batch / subdivisions), "
+            f"got batch={cfg.batch} subdivisions={cfg.subdivisions}"
+        )
+    if cfg.epochs < 1:
+        raise ConfigError(f"epochs must be >= 1, got {cfg.epochs}")
+    from runners.config.paths import plain_name
+
+    plain_name("study", cfg.study)
+
+    task = cfg.task
+    if task.name not in TASK_DATA:
+        raise _name_error("task.name", task.name, tuple(TASK_DATA))
+    if task.eval_every < 1:
+        raise ConfigError(f"task.eval_every must be >= 1, got {task.eval_every}")
+    if not task.topk or any(k < 1 for k in task.topk):
+        raise ConfigError(f"task.topk must be a non-empty list of k >= 1, got {list(task.topk)}")
+    _check_range("task.label_smoothing", task.label_smoothing, 0.0, 1.0, True)
+    if task.fpn_channels < 1:
+        raise ConfigError(f"task.fpn_channels must be >= 1, got {task.fpn_channels}")
+    if len(task.anchor_sizes) != 5 or any(s < 1 for s in task.anchor_sizes):
+        raise ConfigError(
+            f"task.anchor_sizes needs 5 sizes >= 1 (P3..P7), got {list(task.anchor_sizes)}"
+        )
+    _check_range("task.score_thresh", task.score_thresh, 0.0, 1.0, True)
+    if task.detections_per_img < 1:
+        raise ConfigError(f"task.detections_per_img must be >= 1, got {task.detections_per_img}")
+
+    data = cfg.data
+    if data.name not in TASK_DATA[task.name]:
+        raise ConfigError(
+            f"data={data.name} does not fit task={task.name}; "
+            f"use one of: {', '.join(TASK_DATA[task.name])}"
+        )
+    if data.name in ("imagefolder", "coco") and not data.root:
+        raise ConfigError(f"data.root must name the data set's directory for data={data.name}")
+    if data.image_size < 8:
+        raise ConfigError(f"data.image_size must be >= 8, got {data.image_size}")
+    if data.crop not in ("pad", "resized"):
+        raise _name_error("data.crop", data.crop, ("pad", "resized"))
+    if data.workers < 0:
+        raise ConfigError(f"data.workers must be >= 0, got {data.workers}")
+    if data.max_image_pixels < 1:
+        raise ConfigError(f"data.max_image_pixels must be >= 1, got {data.max_image_pixels}")
+    for key, value in (
+        ("data.max_annotation_mb", data.max_annotation_mb),
+        ("backbone.max_memory_gb", cfg.backbone.max_memory_gb),
+    ):
+        if not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"{key} must be > 0 and finite, got {value}")
+    if data.name == "synthetic":
+        if not 2 <= data.num_classes <= 10:
+            raise ConfigError(
+                f"data.num_classes must be in [2, 10] for synthetic data, got {data.num_classes}"
+            )
+        for key in ("train_per_class", "val_per_class"):
+            if getattr(data, key) < 1:
+                raise ConfigError(f"data.{key} must be >= 1, got {getattr(data, key)}")
+    if data.name == "synthetic_det":
+        if not 1 <= data.num_classes <= 10:
+            raise ConfigError(
+                f"data.num_classes must be in [1, 10] for synthetic_det, got {data.num_classes}"
+            )
+        for key in ("train_images", "val_images"):
+            if getattr(data, key) < 1:
+                raise ConfigError(f"data.{key} must be >= 1, got {getattr(data, key)}")
+    values = [*data.mean, *data.std]
+    if (
+        len(data.mean) != 3
+        or len(data.std) != 3
+        or any(s <= 0 for s in data.std)
+        or not all(math.isfinite(v) for v in values)
+    ):
+        raise ConfigError(
+            f"data.mean and data.std need 3 values with std > 0, got {list(data.mean)}, {list(data.std)}"
+        )
+
+    backbones = list_backbones()
+    if cfg.backbone.name not in backbones:
+        raise _name_error("backbone.name", cfg.backbone.name, backbones)
+    if cfg.backbone.name == "darknet":
+        _check_darknet(cfg)
+
+    reg = cfg.regularizer
+    if reg.name not in REGULARIZERS:
+        raise _name_error("regularizer.name", reg.name, REGULARIZERS)
+    # The option names come from the layers themselves, so config and layers cannot drift.
+    from layers.cross_iteration_bn import MODES
+    from layers.drop_block import GAMMAS, KERNELS, RESCALES, SCOPES, SIZE_MODES
+    from layers.regularizer import effective_group_settings
+    from layers.schedule import SCHEDULES
+
+    for key, options in (
+        ("scope", SCOPES),
+        ("rescale", RESCALES),
+        ("gamma", GAMMAS),
+        ("schedule", SCHEDULES),
+        ("kernel", KERNELS),
+        ("cbn_mode", MODES),
+    ):
+        if reg[key] not in options:
+            raise _name_error(f"regularizer.{key}", reg[key], options)
+    if reg.window < 1:
+        raise ConfigError(f"regularizer.window must be >= 1, got {reg.window}")
+    if reg.burnin < 0:
+        raise ConfigError(f"regularizer.burnin must be >= 0 optimizer steps, got {reg.burnin}")
+
+    for group, settings in reg.groups.items():
+        if group not in GROUPS:
+            raise ConfigError(f"regularizer.groups keys must be groups 1..4, got {group!r}")
+        prefix = f"regularizer.groups.{group}"
+        effective = effective_group_settings(settings)
+        p_key = "probability" if settings.probability is not None else "p"
+        _check_range(f"{prefix}.{p_key}", effective["p"], 0.0, 1.0, True)
+        if effective["size_mode"] not in SIZE_MODES:
+            raise _name_error(f"{prefix}.size_mode", effective["size_mode"], SIZE_MODES)
+        size = effective["block_size"]
+        if effective["size_mode"] == "abs" and (
+            not math.isfinite(size) or size < 1 or size != int(size)
+        ):
+            key = "dropblock_size_abs" if settings.dropblock_size_abs is not None else "block_size"
+            raise ConfigError(
+                f"{prefix}.{key} must be an integer >= 1 with size_mode=abs, got {size}"
+            )
+        if effective["size_mode"] == "rel" and not 0 < size <= 1:
+            rel_keys = ("dropblock_size_rel", "dropblock_size")
+            key = next((k for k in rel_keys if settings[k] is not None), "block_size")
+            raise ConfigError(
+                f"{prefix}.{key} must be a fraction in (0, 1] with size_mode=rel, got {size}"
+            )
+
+    opt = cfg.optim
+    if opt.name != "sgd":
+        raise _name_error("optim.name", opt.name, ("sgd",))
+    if not (math.isfinite(opt.base_lr) and opt.base_lr > 0):
+        raise ConfigError(f"optim.base_lr must be > 0 and finite, got {opt.base_lr}")
+    _check_range("optim.momentum", opt.momentum, 0.0, 1.0, True)
+    _check_range("optim.weight_decay", opt.weight_decay, 0.0, None, False)
+    _check_range("optim.warmup_epochs", opt.warmup_epochs, 0.0, None, False)
+
+    if cfg.checkpoint.every_steps < 0:
+        raise ConfigError(
+            f"checkpoint.every_steps must be >= 0 (0: epoch ends only), got {cfg.checkpoint.every_steps}"
+        )
+    if cfg.logger.name not in ("wandb", "none"):
+        raise _name_error("logger.name", cfg.logger.name, ("wandb", "none"))
+    if not (math.isfinite(cfg.logger.init_timeout) and cfg.logger.init_timeout > 0):
+        raise ConfigError(f"logger.init_timeout must be > 0 seconds, got {cfg.logger.init_timeout}")
+
+    div = cfg.divergence
+    if div.factor is not None and not (math.isfinite(div.factor) and div.factor > 1):
+        raise ConfigError(
+            f"divergence.factor must be > 1 (times the first loss) or null, got {div.factor}"
+        )
+    if div.check_every < 1:
+        raise ConfigError(f"divergence.check_every must be >= 1 forwards, got {div.check_every}")
+    for metric in cfg.report.metrics:
+        if metric not in REPORT_METRICS:
+            raise _name_error("report.metrics", metric, REPORT_METRICS)
+
+
+def _check_darknet(cfg: DictConfig | Config) -> None:
+    """``backbone=darknet``: the cfg file exists and parses; ``cfg_dropout`` is known."""
+    from models.darknet.backbone import CFG_DROPOUT
+    from models.darknet.parse import DarknetCfgError, parse_cfg
+
+    if not cfg.backbone.cfg:
+        raise ConfigError("backbone.cfg must name a Darknet .cfg file for backbone=darknet")
+    try:
+        parse_cfg(cfg.backbone.cfg)
+    except DarknetCfgError as err:
+        raise ConfigError(f"backbone.cfg: {err}") from None
+    if cfg.regularizer.cfg_dropout not in CFG_DROPOUT:
+        raise _name_error("regularizer.cfg_dropout", cfg.regularizer.cfg_dropout, CFG_DROPOUT)
+
+
+def resolved_container(cfg: DictConfig) -> dict[str, Any]:
+    """The config as plain JSON-able Python, interpolations resolved, enums as strings."""
+    container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    container.pop("hydra", None)
+    return container
+
+
+def config_hash(cfg: DictConfig | dict[str, Any]) -> str:
+    """SHA-256 (first 16 hex) of the resolved config, minus keys that do not change the result.
+
+    A Darknet cfg file is part of the config by content, not only by path: editing the file in
+    place gives a new hash (so earlier runs become stale instead of silently mixing in).
+    """
+    container = cfg if isinstance(cfg, dict) else resolved_container(cfg)
+    relevant = {k: v for k, v in container.items() if k not in HASH_EXCLUDED_KEYS}
+    for group, key in HASH_EXCLUDED_LIMITS:
+        if isinstance(relevant.get(group), dict) and key in relevant[group]:
+            relevant[group] = {k: v for k, v in relevant[group].items() if k != key}
+    cfg_file = (container.get("backbone") or {}).get("cfg")
+    if cfg_file and Path(cfg_file).expanduser().is_file():
+        content = Path(cfg_file).expanduser().read_bytes()
+        relevant["backbone_cfg_sha256"] = hashlib.sha256(content).hexdigest()
+    blob = json.dumps(relevant, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]

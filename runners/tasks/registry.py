@@ -1,0 +1,62 @@
+"""What a task hands the training loop: data, model, the loss of a chunk, and its evaluation.
+
+``fit`` (``runners.engine.train``) is the same loop for every task; a task (``runners.tasks.classify``,
+``runners.tasks.detect``) says how a batch becomes a loss and how the model is scored. Adding a task
+means writing one builder that returns :class:`TaskParts`, and naming it in :data:`TASKS`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+__all__ = ["EvalContext", "TaskParts", "build_task"]
+
+
+@dataclass
+class EvalContext:
+    """How evaluation runs: where, in which precision and layout, and whether it is the last."""
+
+    device: torch.device
+    autocast: Callable[[], contextlib.AbstractContextManager]
+    channels_last: bool
+    #: The last evaluation of the run: a detection task writes its detections file then.
+    final: bool
+    job_dir: Path | None
+
+
+@dataclass
+class TaskParts:
+    train: DataLoader
+    val: DataLoader
+    #: uint8 batch on the device -> the network's float input.
+    normalize: Callable[[torch.Tensor], torch.Tensor]
+    model: nn.Module
+    #: Where the regularizer was placed (``kind:path``).
+    placements: list[str]
+    #: ``loss(model, images, targets)`` of one chunk (a mini-batch), already reduced to a mean.
+    loss: Callable[[nn.Module, torch.Tensor, Any], torch.Tensor]
+    #: ``evaluate(model, context)`` -> the validation metrics recorded for the epoch.
+    evaluate: Callable[[nn.Module, EvalContext], dict[str, float]]
+    #: ``move_targets(targets, device)``.
+    move_targets: Callable[[Any, torch.device], Any]
+    #: Evaluate after every ``eval_every`` epochs (and always after the last).
+    eval_every: int = 1
+
+
+def build_task(cfg: Any, device: torch.device) -> TaskParts:
+    """The parts of ``cfg.task.name``'s task (model on the CPU; the loop moves it)."""
+    if cfg.task.name == "detect":
+        from runners.tasks.detect import build_detection
+
+        return build_detection(cfg, device)
+    from runners.tasks.classify import build_classification
+
+    return build_classification(cfg, device)
