@@ -2,8 +2,9 @@
 
 Both train the same model (TinyResNet, same initial weights) on the same DataLoader (the
 embedded synthetic set, same shuffling seed) on the CPU. The runner's epoch is
-``runners.engine.train.train_one_epoch`` exactly as ``fit`` calls it: per-step learning-rate schedule,
-subdivision splitting, loss accumulation without a sync per step, progress bar. The minimal loop
+``runners.engine.trainer.Trainer`` with the hooks ``runners.training.fit`` gives every job that
+act per step: per-step learning-rate schedule, the regularizers' schedule hook, subdivision
+splitting, loss accumulation without a sync per step, progress bar. The minimal loop
 is normalize / zero_grad / forward / backward / step. Epochs alternate between the two so that drift on a
 shared machine hits both; the medians are compared.
 
@@ -30,9 +31,13 @@ from hydra import compose, initialize_config_dir
 
 from runners.config import register_configs
 from runners.data.loaders import build_data
+from runners.engine.hooks import ProgressHook, ScheduleHook
+from runners.engine.loop import classification_loss
 from runners.engine.optim import build_optimizer, lr_at, scaled_lr
-from runners.engine.train import build_model, classification_loss, seed_everything, train_one_epoch
+from runners.engine.trainer import StepSettings, Trainer
+from runners.tasks.model import build_model
 from runners.tracking.progress import EpochProgress
+from runners.training import seed_everything
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -73,17 +78,20 @@ def main() -> None:
     )
     steps = len(data.train)
     total = steps * (args.epochs + 1)
-    state = {"step": 0}
+    settings = StepSettings(
+        subdivisions=cfg.subdivisions,
+        lr_for_step=lambda s: lr_at(s, total, steps, lr),
+        normalize=data.normalize,
+    )
+    bar = lambda n, desc: EpochProgress(n, desc="runner", enabled=sys.stderr.isatty())  # noqa: E731
+    trainer = Trainer(
+        runner_model, runner_opt, data.train, classification_loss(criterion), settings,
+        device=torch.device("cpu"),
+        hooks=[ScheduleHook(runner_model, total), ProgressHook(bar, args.epochs + 1)],
+    )  # fmt: skip
 
     def runner_epoch() -> None:
-        progress = EpochProgress(steps, desc="runner", enabled=sys.stderr.isatty())
-        _, _, state["step"] = train_one_epoch(
-            runner_model, data.train, runner_opt, classification_loss(criterion),
-            device=torch.device("cpu"), subdivisions=cfg.subdivisions,
-            lr_for_step=lambda s: lr_at(s, total, steps, lr), first_step=state["step"], progress=progress,
-            normalize=data.normalize,
-        )  # fmt: skip
-        progress.close({})
+        trainer.train(trainer.position().epoch)  # one more epoch
 
     timings: dict[str, list[float]] = {"runner": [], "minimal": []}
     runner_epoch()  # warm-up (allocator, thread pools, page cache)
@@ -110,7 +118,9 @@ def main() -> None:
     print("| loop | median epoch s | images/s | epochs |")
     print("|---|---|---|---|")
     print(f"| minimal hand-written | {minimal:.3f} | {images / minimal:.0f} | {args.epochs} |")
-    print(f"| runner (train_one_epoch) | {runner:.3f} | {images / runner:.0f} | {args.epochs} |")
+    print(
+        f"| runner (Trainer + per-step hooks) | {runner:.3f} | {images / runner:.0f} | {args.epochs} |"
+    )
     print(f"ratio runner / minimal: {runner / minimal:.3f}")
 
 

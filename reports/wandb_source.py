@@ -1,6 +1,6 @@
 """Run records rebuilt from W&B runs of the harness: online (``wandb.Api``) or offline logs.
 
-What a job logs to W&B (``runners.job`` and ``runners.engine.train``): the resolved config, one history
+What a job logs to W&B (``runners.job`` and ``runners.engine.hooks``): the resolved config, one history
 row per epoch (``epoch``, ``train_loss``, ``lr`` and the task's metrics), and a summary with
 ``status``, ``params``, ``flops``, ``code_commit``, ``code_dirty``, ``code_edits``, ``started_at``,
 ``mini_batch``, ``world_size`` and, for a

@@ -157,7 +157,7 @@ def run_job(cfg: DictConfig, context: JobContext) -> RunRecord:
             world_size=world.size,
             started_at=_now(),
         )
-        return _train(cfg, context, record, trial, device, world.main, checkpoint)
+        return _train(cfg, record, _Attempt(context, device, world.main, trial, checkpoint))
     finally:
         if lock is not None:
             lock.release()
@@ -171,38 +171,44 @@ def preflight_job(cfg: DictConfig, context: JobContext) -> None:
     preflight(cfg)
 
 
-def _train(
-    cfg: DictConfig,
-    context: JobContext,
-    record: RunRecord,
-    trial: Any,
-    device: Any,
-    main: bool,
-    checkpoint: dict[str, Any] | None,
-) -> RunRecord:
-    """Record ``running``, fit, and record the outcome whatever happens; finish tracking."""
-    from runners.engine.train import fit  # torch-heavy; keeps `run.py --help` fast
+@dataclass(frozen=True)
+class _Attempt:
+    """One attempt at a job once it is locked and planned: what training needs besides cfg."""
 
-    job_dir = Path(record.job_dir)
-    write = (lambda r: r.write(job_dir)) if main else (lambda _r: None)
-    write(record)
-    tracker = (
-        create_tracker(
-            cfg.logger,
-            job_dir=job_dir,
-            run_name=context.run_name,
-            group=cfg.study,
-            tags=_tags(record.config, record.mini_batch) + (trial.tags if trial else []),
-            config=record.config,
-        )
-        if main
-        else NullTracker()
+    context: JobContext
+    device: Any
+    main: bool
+    trial: Any = None
+    checkpoint: dict[str, Any] | None = None
+
+
+def _tracker(cfg: DictConfig, record: RunRecord, attempt: _Attempt) -> Any:
+    """The job's W&B run (rank 0), or a tracker that does nothing."""
+    if not attempt.main:
+        return NullTracker()
+    trial_tags = attempt.trial.tags if attempt.trial else []
+    return create_tracker(
+        cfg.logger,
+        job_dir=Path(record.job_dir),
+        run_name=attempt.context.run_name,
+        group=cfg.study,
+        tags=_tags(record.config, record.mini_batch) + trial_tags,
+        config=record.config,
     )
-    guard = DivergenceGuard.from_config(cfg.divergence)
+
+
+def _train(cfg: DictConfig, record: RunRecord, attempt: _Attempt) -> RunRecord:
+    """Record ``running``, fit, and record the outcome whatever happens; finish tracking."""
+    from runners.training import fit  # torch-heavy; keeps `run.py --help` fast
+
+    job_dir, trial = Path(record.job_dir), attempt.trial
+    write = (lambda r: r.write(job_dir)) if attempt.main else (lambda _r: None)
+    write(record)
+    tracker = _tracker(cfg, record, attempt)
 
     def on_epoch_end(current: RunRecord) -> None:
         write(current)  # fit has checked every loss of the epoch by now
-        if trial is not None and main:
+        if trial is not None and attempt.main:
             trial.report(current)  # may raise PrunedByOptuna (run_status "pruned")
 
     start = time.perf_counter()
@@ -211,15 +217,14 @@ def _train(
             cfg,
             record,
             tracker,
-            device,
+            attempt.device,
             on_epoch_end=on_epoch_end,
-            divergence=guard,
-            checkpoint=checkpoint,
+            divergence=DivergenceGuard.from_config(cfg.divergence),
+            checkpoint=attempt.checkpoint,
         )
         record.status = "completed"
     except DivergedError as err:
-        record.status = "diverged"
-        record.error = str(err)
+        record.status, record.error = "diverged", str(err)
         tracker.mark("diverged", str(err))
         raise
     except BaseException as err:

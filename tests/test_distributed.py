@@ -26,7 +26,7 @@ from runners.config import ConfigError
 from runners.core.record import RunRecord, load_record
 from runners.dist import distributed
 from runners.dist.distributed import ShardSampler, World
-from runners.engine.train import classification_loss, train_step
+from runners.engine.loop import classification_loss, train_step
 from runners.tasks.classify import evaluate_classifier
 from runners.tasks.registry import EvalContext
 from tests.conftest import ROOT

@@ -97,12 +97,12 @@ def test_completed_run_has_the_full_record(make_cfg, tmp_path):
 
 
 def test_failing_training_records_failed_with_the_error(make_cfg, tmp_path, monkeypatch):
-    import runners.engine.train
+    import runners.engine.trainer
 
     def crash(*args, **kwargs):
         raise FileNotFoundError("a class folder vanished during training")
 
-    monkeypatch.setattr(runners.engine.train, "train_one_epoch", crash)
+    monkeypatch.setattr(runners.engine.trainer, "train_step", crash)
     job_dir = tmp_path / "job"
     with pytest.raises(FileNotFoundError):
         run_job(make_cfg(), JobContext(job_dir=job_dir))

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
+from runners.engine.loop import chunk_bounds, classification_loss, train_step
 from runners.engine.optim import build_optimizer, lr_at, scaled_lr
-from runners.engine.train import chunk_bounds, classification_loss, train_step
 
 
 def _net(with_bn: bool) -> nn.Module:

@@ -27,6 +27,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from runners.core.errors import ConfigError
 from runners.core.record import CLASSIFICATION_METRICS, COCO_METRICS
 
 __all__ = [
@@ -71,10 +72,6 @@ HASH_EXCLUDED_LIMITS = (
     ("data", "max_image_pixels"),
     ("backbone", "max_memory_gb"),
 )
-
-
-class ConfigError(ValueError):
-    """A config value breaks a rule. The message names the key, the rule and the value."""
 
 
 class Device(str, Enum):

@@ -20,22 +20,9 @@ import warnings
 
 from PIL import Image
 
+from runners.core.errors import DataError
+
 __all__ = ["DataError", "ImageReader", "read_rgb"]
-
-
-class DataError(ValueError):
-    """A data file cannot be used; the message starts with its path."""
-
-    @staticmethod
-    def one_line(err: BaseException) -> str:
-        """The message as one line, also when a DataLoader worker re-raised it.
-
-        A worker's error comes back with the worker's traceback in its message; the last line
-        is the original ``runners.data.images.DataError: <path>: ...``.
-        """
-        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-        last = lines[-1] if lines else type(err).__name__
-        return last.split("DataError: ", 1)[-1]
 
 
 def read_rgb(path: str, max_pixels: int | None = None) -> Image.Image:

@@ -35,8 +35,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from runners.config import ConfigError
 from runners.core.atomic_write import atomic_write
+from runners.core.errors import ConfigError
 from runners.core.record import CodeVersion, EpochMetrics, RunRecord
 
 __all__ = [

@@ -58,7 +58,7 @@ def evaluate_classifier(
 
 def build_classification(cfg: Any, device: torch.device) -> TaskParts:
     """The classifier (backbone + regularizer) on the ImageFolder data of ``cfg.data``."""
-    from runners.engine.train import build_model
+    from runners.tasks.model import build_model
 
     data = build_data(cfg.data, cfg.batch, cfg.seed, pin_memory=device.type == "cuda")
     data = distributed.shard_loaders(data, cfg.seed)  # this process's shards under torchrun

@@ -1,6 +1,6 @@
 """What a task hands the training loop: data, model, the loss of a chunk, and its evaluation.
 
-``fit`` (``runners.engine.train``) is the same loop for every task; a task (``runners.tasks.classify``,
+``fit`` (``runners.training``, ``runners.engine.trainer``) is the same loop for every task; a task (``runners.tasks.classify``,
 ``runners.tasks.detect``) says how a batch becomes a loss and how the model is scored. Adding a task
 means writing one builder that returns :class:`TaskParts`, and naming it in :data:`TASKS`.
 """

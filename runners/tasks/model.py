@@ -1,0 +1,26 @@
+"""The network a task trains: a registered backbone with the regularizer placed in its groups."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from layers import apply_regularizer
+from models import create_backbone
+
+__all__ = ["build_model"]
+
+#: Regularizer options passed through to the placement when set.
+_OPTIONS = ("scope", "rescale", "gamma", "schedule", "kernel", "window", "burnin", "cbn_mode")
+
+
+def build_model(cfg: Any, num_classes: int) -> tuple[nn.Module, list[str]]:
+    """The backbone with the regularizer placed in its groups; returns it and the placements."""
+    model = create_backbone(cfg.backbone.name, num_classes=num_classes, **dict(cfg.backbone.kwargs))
+    reg = cfg.regularizer
+    options = {k: reg.get(k) for k in _OPTIONS if reg.get(k) is not None}
+    placements = apply_regularizer(
+        model, cfg.backbone.name, reg.name, reg.groups, options, input_size=cfg.data.image_size
+    )
+    return model, placements
