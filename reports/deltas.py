@@ -19,9 +19,9 @@ from reports.tables import (
     check_key,
     column_label,
     column_values,
-    metric_digits,
     row_order,
 )
+from reports.tasks import metric_view
 
 __all__ = ["Baseline", "DeltaCell", "delta_cells", "delta_table", "format_delta", "parse_baseline"]
 
@@ -129,7 +129,9 @@ def delta_table(
     table = pd.DataFrame("baseline", index=row_values, columns=range(len(col_values)), dtype=object)
     index = {c: j for j, c in enumerate(col_values)}
     for cell in delta_cells(runs, rows, columns, metric, baseline, confidence):
-        table.loc[cell.row, index[cell.column]] = format_delta(cell.delta, metric_digits(metric))
+        table.loc[cell.row, index[cell.column]] = format_delta(
+            cell.delta, metric_view(metric).digits
+        )
     table.columns = [column_label(columns, c) for c in col_values]
     table.index.name = rows
     return table

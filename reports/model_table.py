@@ -17,14 +17,9 @@ import pandas as pd
 
 from reports.deltas import Baseline
 from reports.tables import arm_keys, row_order
+from reports.tasks import metric_view, task_view
 
-__all__ = ["CLASSIFY_COLUMNS", "DETECT_COLUMNS", "model_table"]
-
-#: (header, runs-table column) of the metric columns, per task.
-CLASSIFY_COLUMNS = (("Top-1", "top1"), ("Top-5", "top5"))
-DETECT_COLUMNS = (
-    ("AP", "AP"), ("AP50", "AP50"), ("AP75", "AP75"), ("APS", "APs"), ("APM", "APm"), ("APL", "APl"),
-)  # fmt: skip
+__all__ = ["model_table"]
 
 
 def _mean(values: pd.Series) -> float:
@@ -54,9 +49,9 @@ def model_table(runs: pd.DataFrame, baseline: Baseline, task: str | None) -> pd.
     Args:
         runs: the used runs of one section (same task, data, epochs and the other pivot value).
         baseline: the arm whose row carries no delta; the others' deltas are against it.
-        task: ``"detect"`` for the COCO columns, anything else for Top-1 / Top-5.
+        task: the runs' task, which decides the metric columns (:mod:`reports.tasks`).
     """
-    metrics = DETECT_COLUMNS if task == "detect" else CLASSIFY_COLUMNS
+    metrics = [(metric_view(m).header, m) for m in task_view(task).model_columns]
     key = baseline.key
     keys = arm_keys([key])
     runs = runs[

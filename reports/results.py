@@ -23,6 +23,7 @@ from reports.model_table import model_table
 from reports.plots import plot_learning_curves, plot_metric_vs_columns, slug
 from reports.stale import stale_reasons
 from reports.tables import arm_keys, check_key, column_label, parse_pivot, pivot_metric
+from reports.tasks import metric_view, task_view
 from runners.core.atomic_write import atomic_write, remove_orphans
 from runners.core.job_lock import report_lock
 from runners.core.record import RunRecord
@@ -39,12 +40,6 @@ __all__ = [
 SETTING_KEYS = ("task", "data", "backbone", "epochs")
 #: Metrics a table can show (columns of the runs table).
 METRICS = ("top1", "top5", "loss", "best_top1", "best_top5", *DETECTION_METRICS)
-#: Shown when none of the requested metrics exists for a task.
-DEFAULT_METRICS = {"detect": ("AP", "AP50"), "classify": ("top1", "top5")}
-METRIC_TITLES = {"top1": "Top-1 (%)", "top5": "Top-5 (%)", "loss": "validation loss"} | {
-    m: f"{m} (%)" for m in DETECTION_METRICS
-}
-METRIC_TITLES["AP"] = "AP (COCO, %)"
 #: Reasons a run is left out, in the order the summary counts them.
 LEFT_OUT = ("failed", "diverged", "pruned", "running", "stale")
 
@@ -85,7 +80,7 @@ def _section_metrics(group: pd.DataFrame, metrics: Sequence[str] | None, task: o
     present = [m for m in (metrics or ()) if group[m].notna().any()]
     if present:
         return present
-    defaults = DEFAULT_METRICS.get(str(task), DEFAULT_METRICS["classify"])
+    defaults = task_view(task).shown
     return [m for m in defaults if group[m].notna().any()] or list(defaults[:1])
 
 
@@ -158,7 +153,7 @@ def render_results(
         task = setting[0]
         plot_lines = []
         for metric in _section_metrics(group, metrics, task):
-            name = METRIC_TITLES.get(metric, metric)
+            name = metric_view(metric).title
             lines += [f"### {name}", "", _markdown(pivot_metric(group, rows, columns, metric)), ""]
             if base is not None:
                 lines += [
