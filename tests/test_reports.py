@@ -6,7 +6,7 @@ import statistics
 import subprocess
 import sys
 
-from reports import collect_runs, format_cell, render_results, write_results
+from reports import ReportOptions, collect_runs, format_cell, render_results, write_results
 from runners.core.record import RunRecord
 from tests.conftest import ROOT
 
@@ -61,7 +61,7 @@ def test_collect_finds_every_record(tmp_path):
 
 def test_cells_are_mean_std_and_n(tmp_path):
     _write_fixture(tmp_path)
-    text = render_results(collect_runs([tmp_path]), metrics=["top1"])
+    text = render_results(collect_runs([tmp_path]), ReportOptions(metrics=["top1"]))
     none64 = [70.0, 72.0, 74.5]
     expected = f"{statistics.mean(none64):.1f} ± {statistics.stdev(none64):.1f} (n=3)"
     assert expected == "72.2 ± 2.3 (n=3)"
@@ -78,7 +78,7 @@ def test_cells_are_mean_std_and_n(tmp_path):
 
 def test_failed_runs_are_listed_not_averaged(tmp_path):
     _write_fixture(tmp_path)
-    text = render_results(collect_runs([tmp_path]), metrics=["top1"])
+    text = render_results(collect_runs([tmp_path]), ReportOptions(metrics=["top1"]))
     assert "## Runs left out" in text
     assert "| failed | RuntimeError: boom \\| bad |" in text
     assert "8 used, 1 left out (1 failed)" in text
