@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from reports.collect import COLUMNS, DETECTION_METRICS
 from reports.deltas import Baseline, parse_baseline
-from reports.tables import check_key, parse_pivot
+from reports.tables import MetricPivot, check_key, parse_pivot
 
 __all__ = ["METRICS", "ReportOptions"]
 
@@ -59,6 +59,10 @@ class ReportOptions:
             return self
         rows, columns = parse_pivot(pivot, COLUMNS)
         return dataclasses.replace(self, rows=rows, columns=columns)
+
+    def pivot(self, metric: str) -> MetricPivot:
+        """``metric`` laid out as these options' rows x columns."""
+        return MetricPivot(self.rows, self.columns, metric)
 
     def checked_baseline(self) -> Baseline | None:
         """Check the pivot's keys and the metrics; the parsed baseline (``None``: no deltas).

@@ -134,10 +134,10 @@ def _metric_tables(
 ) -> list[str]:
     """One metric of one setting: its pivot, and its differences from ``base`` (if any)."""
     name = metric_view(metric).title
-    pivot = pivot_metric(group, options.rows, options.columns, metric)
-    lines = [f"### {name}", "", _markdown(pivot), ""]
+    table = pivot_metric(group, options.rows, options.columns, metric)
+    lines = [f"### {name}", "", _markdown(table), ""]
     if base is not None:
-        deltas = delta_table(group, options.rows, options.columns, metric, base, options.confidence)
+        deltas = delta_table(group, options.pivot(metric), base, options.confidence)
         lines += [f"### {name}: difference from {base}", "", _markdown(deltas), ""]
     return lines
 
@@ -152,15 +152,14 @@ def _plot_lines(
     """Draw ``metric`` of one setting against the columns and, given curves, per epoch; the
     markdown that shows both (PNG names derived from the setting)."""
     stem, described = slug(*setting, metric), _describe(setting)
-    rows, columns = options.rows, options.columns
+    pivot, columns = options.pivot(metric), options.columns
     vs = plot_metric_vs_columns(
-        group, rows, columns, metric,
-        plots.directory / f"{stem}-vs-{columns}.png", f"{described}: {metric}",
-    )  # fmt: skip
+        group, pivot, plots.directory / f"{stem}-vs-{columns}.png", f"{described}: {metric}"
+    )
     links = [f"![{metric} vs {columns}]({plots.link}/{vs.name})"]
     if plots.curves is not None:
         lc = plot_learning_curves(
-            group, plots.curves, rows, columns, metric,
+            group, plots.curves, pivot,
             plots.directory / f"{stem}-curves.png", f"{described}: {metric} per epoch",
         )  # fmt: skip
         links.append(f"![{metric} learning curves]({plots.link}/{lc.name})")

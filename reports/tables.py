@@ -10,12 +10,14 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import pandas as pd
 
 from reports.tasks import metric_view
 
 __all__ = [
+    "MetricPivot",
     "arm_keys",
     "column_label",
     "format_cell",
@@ -26,6 +28,15 @@ __all__ = [
 
 #: Regularizers in the order the seed's question reads them; others follow alphabetically.
 CANONICAL_ORDER = ("none", "dropout", "dropblock", "cbn", "dropblock_cbn")
+
+
+@dataclass(frozen=True)
+class MetricPivot:
+    """One metric of the runs laid out as a table: ``rows`` x ``columns`` (runs-table keys)."""
+
+    rows: str
+    columns: str
+    metric: str
 
 
 def format_cell(mean: float, std: float, n: int, digits: int = 1) -> str:
