@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 from reports.collect import find_records
-from reports.results import METRICS, write_records, write_results
+from reports.options import METRICS, ReportOptions
+from reports.results import write_records, write_results
 from runners.core.record import RECORD_NAME
 
 
@@ -90,16 +92,15 @@ def main(argv: list[str] | None = None) -> int:
                     from runners.core.redact import redact
 
                     print(f"note: no Optuna summary: {redact(str(err))}", file=sys.stderr)
-    options = dict(
+    options = ReportOptions(
         rows=args.rows,
         columns=args.columns,
-        pivot=args.pivot,
         metrics=args.metrics,
         title=args.title,
         baseline=args.baseline or None,
         include_stale=args.include_stale,
-        plots=not args.no_plots,
         confidence=args.confidence,
+        plots=not args.no_plots,
     )
     try:
         if args.paths:
@@ -115,11 +116,14 @@ def main(argv: list[str] | None = None) -> int:
             if not records:
                 where = args.wandb or ", ".join(args.paths)
                 raise ValueError(f"{where}: no W&B runs found")
-            path = write_records(records, out=out, root=None if args.wandb else first, **options)
+            root = None if args.wandb else first
+            path = write_records(
+                records, out=out, options=options.with_pivot(args.pivot), root=root
+            )
         else:
             if not find_records(args.paths):
                 raise ValueError(f"{', '.join(args.paths)}: no run records ({RECORD_NAME}) found")
-            path = write_results(args.paths, out=out, **options)
+            path = write_results(args.paths, out=out, pivot=args.pivot, **asdict(options))
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -15,13 +15,14 @@ import pandas as pd
 
 from reports.stats import Delta, welch_delta
 from reports.tables import (
+    MetricPivot,
     cell_groups,
     check_key,
     column_label,
     column_values,
-    metric_digits,
     row_order,
 )
+from reports.tasks import metric_view
 
 __all__ = ["Baseline", "DeltaCell", "delta_cells", "delta_table", "format_delta", "parse_baseline"]
 
@@ -85,14 +86,10 @@ def format_delta(delta: Delta | None, digits: int = 1) -> str:
 
 
 def delta_cells(
-    runs: pd.DataFrame,
-    rows: str,
-    columns: str,
-    metric: str,
-    baseline: Baseline,
-    confidence: float = 0.95,
+    runs: pd.DataFrame, pivot: MetricPivot, baseline: Baseline, confidence: float = 0.95
 ) -> list[DeltaCell]:
     """Every non-baseline cell of the pivot, compared with the baseline cell of its row/column."""
+    rows, columns, metric = pivot.rows, pivot.columns, pivot.metric
     cells = cell_groups(runs, rows, columns, [metric])
     row_values = row_order(list(runs[rows].dropna().unique()))
     col_values = column_values(runs, columns)
@@ -116,20 +113,17 @@ def delta_cells(
 
 
 def delta_table(
-    runs: pd.DataFrame,
-    rows: str,
-    columns: str,
-    metric: str,
-    baseline: Baseline,
-    confidence: float = 0.95,
+    runs: pd.DataFrame, pivot: MetricPivot, baseline: Baseline, confidence: float = 0.95
 ) -> pd.DataFrame:
     """The pivot's layout, each cell :func:`format_delta` of its comparison; baseline cells say so."""
+    rows, columns = pivot.rows, pivot.columns
     row_values = row_order(list(runs[rows].dropna().unique()))
     col_values = column_values(runs, columns)
     table = pd.DataFrame("baseline", index=row_values, columns=range(len(col_values)), dtype=object)
     index = {c: j for j, c in enumerate(col_values)}
-    for cell in delta_cells(runs, rows, columns, metric, baseline, confidence):
-        table.loc[cell.row, index[cell.column]] = format_delta(cell.delta, metric_digits(metric))
+    digits = metric_view(pivot.metric).digits
+    for cell in delta_cells(runs, pivot, baseline, confidence):
+        table.loc[cell.row, index[cell.column]] = format_delta(cell.delta, digits)
     table.columns = [column_label(columns, c) for c in col_values]
     table.index.name = rows
     return table

@@ -14,7 +14,14 @@ from typing import Any
 
 import pandas as pd
 
-from reports.tables import arm_keys, cell_groups, column_label, column_values, row_order
+from reports.tables import (
+    MetricPivot,
+    arm_keys,
+    cell_groups,
+    column_label,
+    column_values,
+    row_order,
+)
 from runners.core.atomic_write import atomic_write
 
 __all__ = ["plot_learning_curves", "plot_metric_vs_columns"]
@@ -46,18 +53,14 @@ def _x(value: object) -> float | None:
 
 
 def plot_metric_vs_columns(
-    runs: pd.DataFrame,
-    rows: str,
-    columns: str,
-    metric: str,
-    path: str | os.PathLike[str],
-    title: str,
+    runs: pd.DataFrame, pivot: MetricPivot, path: str | os.PathLike[str], title: str
 ) -> Path:
     """One line per ``rows`` value: ``metric`` against the ``columns`` value, std error bars.
 
     A numeric column (batch) is drawn on a log2 axis labelled with its (mini-)batch; any other
     column is drawn at evenly spaced positions.
     """
+    rows, columns, metric = pivot.rows, pivot.columns, pivot.metric
     col_values = column_values(runs, columns)
     numeric = all(_x(c) is not None for c in col_values)
     positions = {c: (_x(c) if numeric else float(j)) for j, c in enumerate(col_values)}
@@ -97,9 +100,7 @@ def plot_metric_vs_columns(
 def plot_learning_curves(
     runs: pd.DataFrame,
     curves: pd.DataFrame,
-    rows: str,
-    columns: str,
-    metric: str,
+    pivot: MetricPivot,
     path: str | os.PathLike[str],
     title: str,
 ) -> Path:
@@ -107,6 +108,7 @@ def plot_learning_curves(
 
     Lines are the mean over the arm's runs at each epoch, the band ± one sample std.
     """
+    rows, columns, metric = pivot.rows, pivot.columns, pivot.metric
     col_values = column_values(runs, columns)
     ckeys = arm_keys([columns])
     width = max(1, len(col_values))

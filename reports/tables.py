@@ -10,14 +10,17 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import pandas as pd
 
+from reports.tasks import metric_view
+
 __all__ = [
+    "MetricPivot",
     "arm_keys",
     "column_label",
     "format_cell",
-    "metric_digits",
     "parse_pivot",
     "pivot_metric",
     "row_order",
@@ -27,6 +30,15 @@ __all__ = [
 CANONICAL_ORDER = ("none", "dropout", "dropblock", "cbn", "dropblock_cbn")
 
 
+@dataclass(frozen=True)
+class MetricPivot:
+    """One metric of the runs laid out as a table: ``rows`` x ``columns`` (runs-table keys)."""
+
+    rows: str
+    columns: str
+    metric: str
+
+
 def format_cell(mean: float, std: float, n: int, digits: int = 1) -> str:
     """``71.3 ± 1.2 (n=3)``; one decimal, as the CSPNet and DropBlock tables print accuracy."""
     if n == 0 or mean is None or (isinstance(mean, float) and math.isnan(mean)):
@@ -34,11 +46,6 @@ def format_cell(mean: float, std: float, n: int, digits: int = 1) -> str:
     if n == 1 or std is None or math.isnan(std):
         return f"{mean:.{digits}f} (n={n})"
     return f"{mean:.{digits}f} ± {std:.{digits}f} (n={n})"
-
-
-def metric_digits(metric: str) -> int:
-    """Decimals shown: 1 for percentages (accuracy, AP), 3 for a loss."""
-    return 3 if "loss" in metric else 1
 
 
 def parse_pivot(pivot: str, available: Sequence[str]) -> tuple[str, str]:
@@ -128,7 +135,7 @@ def pivot_metric(runs: pd.DataFrame, rows: str, columns: str, metric: str) -> pd
                 continue
             values = group[metric].astype(float).dropna()
             table.loc[r, j] = format_cell(
-                values.mean(), values.std(), len(values), metric_digits(metric)
+                values.mean(), values.std(), len(values), metric_view(metric).digits
             )
     table.columns = [column_label(columns, c) for c in col_values]
     table.index.name = rows

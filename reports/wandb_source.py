@@ -76,6 +76,31 @@ def record_from_wandb(
         status = _STATE.get(state, "failed")
     batch = int(config.get("batch") or 0)
     subdivisions = int(config.get("subdivisions") or 1)
+    epochs = _epochs(history)
+    final, best = _prefixed(summary, "final_"), _prefixed(summary, "best_")
+    return RunRecord(
+        status=status,
+        study=group or str(config.get("study", "")),
+        run_name=name,
+        job_dir=source or run_id,
+        config=config,
+        code_version=_code_version(summary, commit),
+        batch=batch,
+        subdivisions=subdivisions,
+        # Under DDP without SyncBatchNorm a forward sees batch / subdivisions / world_size.
+        mini_batch=int(summary.get("mini_batch") or (batch // subdivisions if subdivisions else 0)),
+        params=summary.get("params"),
+        flops=summary.get("flops"),
+        epochs=epochs,
+        final=final,
+        best=best,
+        started_at=str(summary.get("started_at") or created_at or ""),
+    )
+
+
+def _epochs(history: Iterable[dict[str, Any]]) -> list[EpochMetrics]:
+    """The evaluated epochs of a W&B history (rows with an ``epoch``), in epoch order; W&B
+    keeps no epoch times, so those are NaN."""
     epochs = []
     for row in history:
         if "epoch" not in row:
@@ -93,30 +118,21 @@ def record_from_wandb(
                 metrics=metrics,
             )
         )
-    final = {k[len("final_") :]: _number(v) for k, v in summary.items() if k.startswith("final_")}
-    best = {k[len("best_") :]: _number(v) for k, v in summary.items() if k.startswith("best_")}
-    dirty = summary.get("code_dirty")
-    return RunRecord(
-        status=status,
-        study=group or str(config.get("study", "")),
-        run_name=name,
-        job_dir=source or run_id,
-        config=config,
-        code_version=CodeVersion(
-            commit=summary.get("code_commit") or commit,
-            dirty=dirty if isinstance(dirty, bool) else None,
-            edits=edits if isinstance(edits := summary.get("code_edits"), str) else None,
-        ),
-        batch=batch,
-        subdivisions=subdivisions,
-        # Under DDP without SyncBatchNorm a forward sees batch / subdivisions / world_size.
-        mini_batch=int(summary.get("mini_batch") or (batch // subdivisions if subdivisions else 0)),
-        params=summary.get("params"),
-        flops=summary.get("flops"),
-        epochs=sorted(epochs, key=lambda e: e.epoch),
-        final=final,
-        best=best,
-        started_at=str(summary.get("started_at") or created_at or ""),
+    return sorted(epochs, key=lambda e: e.epoch)
+
+
+def _prefixed(summary: dict[str, Any], prefix: str) -> dict[str, float]:
+    """``{"top1": 71.2}`` from the summary's ``final_top1`` (``prefix="final_"``)."""
+    return {k[len(prefix) :]: _number(v) for k, v in summary.items() if k.startswith(prefix)}
+
+
+def _code_version(summary: dict[str, Any], commit: str | None) -> CodeVersion:
+    """The summary's code version; W&B's own git ``commit`` for runs logged before it had one."""
+    dirty, edits = summary.get("code_dirty"), summary.get("code_edits")
+    return CodeVersion(
+        commit=summary.get("code_commit") or commit,
+        dirty=dirty if isinstance(dirty, bool) else None,
+        edits=edits if isinstance(edits, str) else None,
     )
 
 

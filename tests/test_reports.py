@@ -6,7 +6,7 @@ import statistics
 import subprocess
 import sys
 
-from reports import collect_runs, format_cell, render_results, write_results
+from reports import ReportOptions, collect_runs, format_cell, render_results, write_results
 from runners.core.record import RunRecord
 from tests.conftest import ROOT
 
@@ -61,7 +61,7 @@ def test_collect_finds_every_record(tmp_path):
 
 def test_cells_are_mean_std_and_n(tmp_path):
     _write_fixture(tmp_path)
-    text = render_results(collect_runs([tmp_path]), metrics=["top1"])
+    text = render_results(collect_runs([tmp_path]), ReportOptions(metrics=["top1"]))
     none64 = [70.0, 72.0, 74.5]
     expected = f"{statistics.mean(none64):.1f} ± {statistics.stdev(none64):.1f} (n=3)"
     assert expected == "72.2 ± 2.3 (n=3)"
@@ -78,7 +78,7 @@ def test_cells_are_mean_std_and_n(tmp_path):
 
 def test_failed_runs_are_listed_not_averaged(tmp_path):
     _write_fixture(tmp_path)
-    text = render_results(collect_runs([tmp_path]), metrics=["top1"])
+    text = render_results(collect_runs([tmp_path]), ReportOptions(metrics=["top1"]))
     assert "## Runs left out" in text
     assert "| failed | RuntimeError: boom \\| bad |" in text
     assert "8 used, 1 left out (1 failed)" in text
@@ -143,3 +143,24 @@ def test_runs_with_other_uncommitted_edits_of_one_commit_are_stale():
     reasons = stale_reasons(runs).tolist()
     assert reasons[2] == "" and reasons[0] == reasons[1] != ""
     assert "aaaaaaa-dirty.11111111" in reasons[0] and "aaaaaaa-dirty.22222222" in reasons[0]
+
+
+def test_task_views_show_the_metrics_each_task_records():
+    """One table of tasks (``runners.core.record.TASK_METRICS``): the reports' view of each task,
+    the config's primary metric and the sweeper's ``auto`` objective all follow it."""
+    from reports.tasks import TASK_VIEWS, metric_view, task_view
+    from runners.config.schema import PRIMARY_METRIC
+    from runners.core.record import DEFAULT_TASK, TASK_METRICS
+    from runners.search.settings import objective_metric
+
+    assert set(TASK_VIEWS) == set(TASK_METRICS) == set(PRIMARY_METRIC)
+    for task, view in TASK_VIEWS.items():
+        recorded = TASK_METRICS[task]
+        assert view.shown[0] == recorded.primary == PRIMARY_METRIC[task]
+        assert objective_metric("auto", task) == recorded.primary
+        assert set(view.shown) | set(view.model_columns) <= set(recorded.metrics)
+    assert task_view(None) == task_view("segment") == TASK_VIEWS[DEFAULT_TASK]
+    assert [metric_view(m).header for m in TASK_VIEWS["detect"].model_columns] == [
+        "AP", "AP50", "AP75", "APS", "APM", "APL",
+    ]  # fmt: skip
+    assert metric_view("loss").digits == 3 and metric_view("best_top1").title == "best_top1"

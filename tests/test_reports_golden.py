@@ -16,7 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from reports import collect_runs, left_out_reasons, render_results, write_results
+from reports import (
+    ReportOptions,
+    collect_runs,
+    left_out_reasons,
+    render_results,
+    write_results,
+)
 from tests.conftest import ROOT
 from tests.reports_fixture import CLASSIFY, write_fixture
 
@@ -59,7 +65,7 @@ def test_left_out_runs_are_listed_and_not_averaged(study):
     # The stale run's 99.0 would move dropblock@64 to n=4 and a mean of 79.8.
     assert "73.4 ± 0.5 (n=3)" in text and "(n=4)" not in text.split("## task=detect")[0]
 
-    included = render_results(runs, include_stale=True)
+    included = render_results(runs, ReportOptions(include_stale=True))
     with_stale = [*(CLASSIFY[("dropblock", 64, seed)] for seed in range(3)), 99.0]
     cell = f"{statistics.mean(with_stale):.1f} ± {statistics.stdev(with_stale):.1f} (n=4)"
     assert cell in included

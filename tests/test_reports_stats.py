@@ -7,7 +7,14 @@ import math
 import pytest
 from scipy import stats
 
-from reports import Baseline, collect_runs, delta_cells, left_out_reasons, welch_delta
+from reports import (
+    Baseline,
+    MetricPivot,
+    collect_runs,
+    delta_cells,
+    left_out_reasons,
+    welch_delta,
+)
 from reports.deltas import format_delta
 from tests.reports_fixture import CLASSIFY, write_fixture
 
@@ -64,7 +71,9 @@ def test_too_few_runs_give_no_interval():
 def test_fixture_deltas_equal_scipy(tmp_path):
     runs = collect_runs([write_fixture(tmp_path)])
     used = runs[(left_out_reasons(runs) == "") & (runs["task"] == "classify")]
-    cells = delta_cells(used, "regularizer", "batch", "top1", Baseline("regularizer", "none"))
+    cells = delta_cells(
+        used, MetricPivot("regularizer", "batch", "top1"), Baseline("regularizer", "none")
+    )
     assert [(c.row, c.column) for c in cells] == [("dropblock", (64, 16)), ("dropblock", (512, 16))]
     for cell in cells:
         batch = cell.column[0]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from reports import load_records, write_records, write_results
+from reports import ReportOptions, load_records, write_records, write_results
 from reports.wandb_offline import find_offline_runs, read_offline_run
 from reports.wandb_source import newest_per_job, offline_records
 from tests.conftest import ROOT, run_cli
@@ -57,7 +57,9 @@ def test_offline_wandb_runs_give_the_same_records_and_results(sweep, tmp_path):
     expected = write_results([sweep], out=tmp_path / "json.md", plots=False).read_text()
     assert "### Top-1 (%): difference from regularizer=none" in expected
     assert "| dropout " in expected and "(n=2)" in expected
-    got = write_records(list(from_wandb.values()), out=tmp_path / "wandb.md", plots=False)
+    got = write_records(
+        list(from_wandb.values()), out=tmp_path / "wandb.md", options=ReportOptions(plots=False)
+    )
     assert got.read_text() == expected
     # The multirun callback wrote the same tables (with plots) into the sweep directory.
     callback = (sweep / "RESULTS.md").read_text()

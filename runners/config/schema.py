@@ -28,7 +28,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from runners.core.errors import ConfigError
-from runners.core.record import CLASSIFICATION_METRICS, COCO_METRICS
+from runners.core.record import CLASSIFICATION_METRICS, COCO_METRICS, TASK_METRICS
 
 __all__ = [
     "PRIMARY_METRIC",
@@ -56,7 +56,7 @@ REGULARIZERS = ("none", "dropout", "dropblock", "cbn", "dropblock_cbn")
 #: Each task and the data options it reads (ImageNet layout, COCO layout).
 TASK_DATA = {"classify": ("synthetic", "imagefolder"), "detect": ("synthetic_det", "coco")}
 #: The number a task is judged by (what run.py returns and a sweeper optimises).
-PRIMARY_METRIC = {"classify": "top1", "detect": "AP"}
+PRIMARY_METRIC = {task: metrics.primary for task, metrics in TASK_METRICS.items()}
 #: Metrics a report can tabulate: classification's, then COCOeval's twelve.
 REPORT_METRICS = (*CLASSIFICATION_METRICS, *COCO_METRICS)
 #: Groups are the four backbone stages of the DropBlock paper (ResNet conv2_x .. conv5_x).

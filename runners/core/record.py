@@ -20,15 +20,19 @@ from runners.core.atomic_write import atomic_write
 __all__ = [
     "CLASSIFICATION_METRICS",
     "COCO_METRICS",
+    "DEFAULT_TASK",
     "LOWER_IS_BETTER",
     "RECORD_NAME",
     "SCHEMA_VERSION",
     "STATUSES",
+    "TASK_METRICS",
     "CodeVersion",
     "EpochMetrics",
     "RunRecord",
+    "TaskMetrics",
     "best_metrics",
     "load_record",
+    "task_metrics",
 ]
 
 #: 2: per-epoch validation metrics moved into ``EpochMetrics.metrics`` (any task's names);
@@ -45,6 +49,34 @@ COCO_METRICS = (
 LOWER_IS_BETTER = frozenset({"loss"})
 #: ``running`` until the job ends; ``diverged`` and ``pruned`` are used by later stages.
 STATUSES = ("running", "completed", "failed", "diverged", "pruned")
+
+
+@dataclass(frozen=True)
+class TaskMetrics:
+    """What a task records and is judged by.
+
+    ``metrics``: the validation metrics it records each evaluated epoch
+    (``EpochMetrics.metrics`` and ``RunRecord.final``), in order. ``primary``: the one number
+    it is judged by (what ``run.py`` returns, the Optuna sweeper's ``metric: auto``).
+    """
+
+    metrics: tuple[str, ...]
+    primary: str
+
+
+#: Each task's metrics, defined once: the config's ``PRIMARY_METRIC``, the sweeper's objective
+#: and the reports' tables read them from here.
+TASK_METRICS = {
+    "classify": TaskMetrics(CLASSIFICATION_METRICS, primary="top1"),
+    "detect": TaskMetrics(COCO_METRICS, primary="AP"),
+}
+#: The task of a record that names none (or one this code does not know): classification.
+DEFAULT_TASK = "classify"
+
+
+def task_metrics(task: object) -> TaskMetrics:
+    """``task``'s entry of :data:`TASK_METRICS`; :data:`DEFAULT_TASK`'s for any other value."""
+    return TASK_METRICS.get(task if isinstance(task, str) else "", TASK_METRICS[DEFAULT_TASK])
 
 
 @dataclass

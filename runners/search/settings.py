@@ -33,6 +33,7 @@ from typing import Any
 
 from runners.core.atomic_write import atomic_write
 from runners.core.job_lock import report_lock
+from runners.core.record import LOWER_IS_BETTER, task_metrics
 
 __all__ = [
     "DIRECTIONS",
@@ -54,8 +55,6 @@ DIRECTIONS = ("auto", "maximize", "minimize")
 #: (failed, so that a resumed study runs it again). RDB storages only.
 HEARTBEAT_INTERVAL_S = 20
 HEARTBEAT_GRACE_S = 120
-#: Metrics where smaller is better (``direction: auto`` minimises them).
-_LOWER_IS_BETTER = ("loss",)
 
 
 def quiet_optuna() -> None:
@@ -68,10 +67,11 @@ def quiet_optuna() -> None:
 
 
 def objective_metric(metric: str, task: str) -> str:
-    """The metric a trial is scored by: ``auto`` is Top-1, or AP for ``task=detect``."""
+    """The metric a trial is scored by: ``auto`` is the task's primary metric (Top-1, or AP for
+    ``task=detect``; ``runners.core.record.TASK_METRICS``)."""
     if metric != "auto":
         return metric
-    return "AP" if task == "detect" else "top1"
+    return task_metrics(task).primary
 
 
 def _check(key: str, value: str, options: tuple[str, ...]) -> None:
@@ -153,9 +153,9 @@ class StudySettings:
 
     @property
     def maximize(self) -> bool:
-        """Whether larger is better (``direction: auto`` decides by the metric)."""
+        """Whether larger is better (``direction: auto``: unless the metric is lower-is-better)."""
         if self.direction == "auto":
-            return self.metric not in _LOWER_IS_BETTER
+            return self.metric not in LOWER_IS_BETTER
         return self.direction == "maximize"
 
     def display(self) -> str:

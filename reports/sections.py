@@ -1,0 +1,238 @@
+"""The sections of RESULTS.md, in the order :func:`reports.results.render_results` joins them.
+
+Each function returns the section's markdown lines (``[]`` when it has nothing to say): the
+summary, one section per setting (pivots, differences, plots), the model tables, the runs left
+out and how to read it all. docs/REPORTS.md describes what each holds.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from reports.deltas import Baseline, delta_table
+from reports.model_table import model_table
+from reports.options import ReportOptions
+from reports.plots import plot_learning_curves, plot_metric_vs_columns, slug
+from reports.tables import arm_keys, column_label, pivot_metric
+from reports.tasks import metric_view, task_view
+from runners.core.job_lock import is_locked
+
+__all__ = [
+    "LEFT_OUT",
+    "SETTING_KEYS",
+    "PlotTarget",
+    "how_to_read",
+    "left_out_section",
+    "model_sections",
+    "setting_sections",
+    "summary_section",
+]
+
+#: Keys that define a comparable setting: runs differing here never share a table.
+SETTING_KEYS = ("task", "data", "backbone", "epochs")
+#: Reasons a run is left out, in the order the summary counts them.
+LEFT_OUT = ("failed", "diverged", "pruned", "running", "stale")
+
+
+@dataclass(frozen=True)
+class PlotTarget:
+    """Where a report's PNGs go (``directory``), how the markdown links to that folder
+    (``link``), and the learning curves to draw (``None``: none)."""
+
+    directory: Path
+    link: str
+    curves: pd.DataFrame | None
+
+
+def _escape(text: object) -> str:
+    if text is None or (isinstance(text, float) and math.isnan(text)):
+        return ""
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _display(path: str, root: Path | None) -> str:
+    if root is not None:
+        try:
+            return str(Path(path).relative_to(root)) or "."
+        except ValueError:
+            pass
+    return path
+
+
+def _markdown(table: pd.DataFrame, index: bool = True) -> str:
+    return table.to_markdown(index=index, disable_numparse=True)
+
+
+def summary_section(
+    runs: pd.DataFrame,
+    reasons: pd.Series,
+    stale: pd.Series,
+    unreadable: int,
+    options: ReportOptions,
+) -> list[str]:
+    """The title and the count of records: used, left out per reason (``unreadable`` of them
+    could not be read), stale runs included."""
+    used = reasons == ""
+    counts = ", ".join(f"{(reasons == r).sum()} {r}" for r in LEFT_OUT if (reasons == r).any())
+    if unreadable:
+        counts = ", ".join(c for c in (counts, f"{unreadable} unreadable") if c)
+    lines = [f"# {options.title}", ""]
+    lines.append(
+        f"{len(runs) + unreadable} run records: {used.sum()} used, "
+        f"{(~used).sum() + unreadable} left out"
+        + (f" ({counts})" if counts else "")
+        + ". Cells are mean ± sample std over seeds (n = runs)."
+    )
+    if options.include_stale and (stale[used] != "").any():
+        lines.append(
+            f"{(stale[used] != '').sum()} stale runs (older code) are included "
+            "(--include-stale) and listed below."
+        )
+    lines.append("")
+    if not used.any():
+        lines += ["No completed runs yet.", ""]
+    return lines
+
+
+def _section_metrics(group: pd.DataFrame, metrics: Sequence[str] | None, task: object) -> list:
+    present = [m for m in (metrics or ()) if group[m].notna().any()]
+    if present:
+        return present
+    defaults = task_view(task).shown
+    return [m for m in defaults if group[m].notna().any()] or list(defaults[:1])
+
+
+def setting_sections(
+    used: pd.DataFrame, options: ReportOptions, base: Baseline | None, plots: PlotTarget | None
+) -> list[str]:
+    """Per setting (:data:`SETTING_KEYS`), per metric: the pivot and the differences from
+    ``base``; then the plots of the setting's first metric (none when ``plots`` is ``None``)."""
+    lines = []
+    for setting, group in used.groupby(list(SETTING_KEYS), dropna=False, sort=True):
+        lines += [f"## {_describe(setting)}", ""]
+        metrics = _section_metrics(group, options.metrics, setting[0])
+        for metric in metrics:
+            lines += _metric_tables(group, metric, options, base)
+        if plots is not None:
+            lines += _plot_lines(group, setting, metrics[0], options, plots)
+    return lines
+
+
+def _describe(setting: tuple) -> str:
+    """``task=classify, data=synthetic, backbone=tinyresnet, epochs=3``."""
+    return ", ".join(f"{k}={v}" for k, v in zip(SETTING_KEYS, setting, strict=True))
+
+
+def _metric_tables(
+    group: pd.DataFrame, metric: str, options: ReportOptions, base: Baseline | None
+) -> list[str]:
+    """One metric of one setting: its pivot, and its differences from ``base`` (if any)."""
+    name = metric_view(metric).title
+    table = pivot_metric(group, options.rows, options.columns, metric)
+    lines = [f"### {name}", "", _markdown(table), ""]
+    if base is not None:
+        deltas = delta_table(group, options.pivot(metric), base, options.confidence)
+        lines += [f"### {name}: difference from {base}", "", _markdown(deltas), ""]
+    return lines
+
+
+def _plot_lines(
+    group: pd.DataFrame,
+    setting: tuple,
+    metric: str,
+    options: ReportOptions,
+    plots: PlotTarget,
+) -> list[str]:
+    """Draw ``metric`` of one setting against the columns and, given curves, per epoch; the
+    markdown that shows both (PNG names derived from the setting)."""
+    stem, described = slug(*setting, metric), _describe(setting)
+    pivot, columns = options.pivot(metric), options.columns
+    vs = plot_metric_vs_columns(
+        group, pivot, plots.directory / f"{stem}-vs-{columns}.png", f"{described}: {metric}"
+    )
+    links = [f"![{metric} vs {columns}]({plots.link}/{vs.name})"]
+    if plots.curves is not None:
+        lc = plot_learning_curves(
+            group, plots.curves, pivot,
+            plots.directory / f"{stem}-curves.png", f"{described}: {metric} per epoch",
+        )  # fmt: skip
+        links.append(f"![{metric} learning curves]({plots.link}/{lc.name})")
+    return ["### Plots", "", *(f"{link}\n" for link in links)]
+
+
+def model_sections(used: pd.DataFrame, rows: str, columns: str, base: Baseline | None) -> list:
+    """The model tables (:mod:`reports.model_table`): one per task, data, epoch budget and
+    value of the pivot key that is not the baseline's."""
+    if used.empty:
+        return []
+    key = base.key if base is not None else rows
+    other = columns if key == rows else rows
+    base = base or Baseline(key, "\0")  # no baseline: no deltas
+    keys = ["task", "data", "epochs", *arm_keys([other])]
+    lines = ["## Models", ""]
+    for values, group in used.groupby(keys, dropna=False, sort=True):
+        other_value = tuple(values[3:]) if len(values) > 4 else values[3]
+        described = ", ".join(f"{k}={v}" for k, v in zip(keys[:3], values[:3], strict=True))
+        lines += [
+            f"### {described}, {column_label(other, other_value)}",
+            "",
+            _markdown(model_table(group, base, values[0]), index=False),
+            "",
+        ]
+    return lines
+
+
+def _running_detail(job_dir: object) -> str:
+    """Whether a ``running`` record's job is alive in another process or was interrupted."""
+    if not isinstance(job_dir, str) or not Path(job_dir).is_dir():
+        return ""
+    if is_locked(job_dir):
+        return "running in another process now"
+    return "interrupted (no process holds it): the same command resumes it"
+
+
+def left_out_section(
+    runs: pd.DataFrame,
+    reasons: pd.Series,
+    stale: pd.Series,
+    unreadable: Sequence[tuple[os.PathLike[str] | str, str]],
+    root: Path | None,
+) -> list[str]:
+    """Every run left out (``reasons``) or stale, and every record that could not be read,
+    with why; run directories shown relative to ``root``."""
+    listed = runs[(reasons != "") | (stale != "")].copy()
+    if listed.empty and not unreadable:
+        return []
+    lines = ["## Runs left out", "", "| run | status | reason |", "|---|---|---|"]
+    listed["_reason"] = reasons[listed.index]
+    for i, run in listed.sort_values("job_dir", kind="stable").iterrows():
+        why = run["_reason"] or "stale (included)"
+        detail = stale[i] if why.startswith("stale") else run["error"]
+        if run["status"] == "running" and not why.startswith("stale"):
+            detail = _running_detail(run["job_dir"])
+        lines.append(f"| `{_escape(_display(run['job_dir'], root))}` | {why} | {_escape(detail)} |")
+    for path, reason in sorted((str(p), r) for p, r in unreadable):
+        lines.append(f"| `{_escape(_display(path, root))}` | unreadable | {_escape(reason)} |")
+    return [*lines, ""]
+
+
+def how_to_read(confidence: float) -> list[str]:
+    """The notes on cells, differences and left-out runs (the interval's ``confidence``)."""
+    return [
+        "## How to read this",
+        "",
+        "- Cells: mean ± sample standard deviation (ddof=1) over the runs of an arm, (n=runs).",
+        f"- Differences: arm mean − baseline mean in the same setting and the same other pivot "
+        f"value; [{confidence:.0%} confidence interval] from Welch's t with Welch-Satterthwaite "
+        "degrees of freedom, two-sided p. **Bold**: the interval excludes zero. `no CI`: an arm "
+        "has fewer than 2 runs.",
+        "- Left out: failed, diverged, pruned and running runs; stale runs (a code version other "
+        "than the newest run of the same study, newest by `started_at`).",
+        "",
+    ]
