@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import ValidationError
 
 from runners.config import ConfigError, config_hash, resolved_container, validate
-from tests.conftest import run_cli
+from tests.conftest import ROOT, run_cli
 
 
 def test_default_config_composes_and_validates(make_cfg):
@@ -188,3 +188,27 @@ def test_config_hash_follows_a_darknet_cfg_files_content(tmp_path):
     assert config_hash(config) == before
     cfg_file.write_text("[net]\nwidth=64\n")
     assert config_hash(config) != before
+
+
+def test_validation_registries_match_the_options_in_conf():
+    """Every task, data and regularizer option in conf/ has its entry in the validation
+    registries, and every data option and family the registries name exists."""
+    from runners.config.validate import DATA_OPTIONS, REGULARIZER_FAMILIES, REGULARIZERS, TASKS
+
+    conf = ROOT / "conf"
+    assert set(TASKS) == {p.stem for p in (conf / "task").glob("*.yaml")}
+    assert set(DATA_OPTIONS) == {p.stem for p in (conf / "data").glob("*.yaml")}
+    assert set(REGULARIZERS) == {p.stem for p in (conf / "regularizer").glob("*.yaml")}
+    assert {d for option in TASKS.values() for d in option.data} == set(DATA_OPTIONS)
+    named = {f for option in REGULARIZERS.values() for f in option.families}
+    assert named == set(REGULARIZER_FAMILIES)
+
+
+def test_the_package_validate_is_the_function():
+    """``runners.config.validate`` is the function, whose module has the same name."""
+    import sys
+
+    import runners.config
+
+    assert runners.config.validate is sys.modules["runners.config.validate"].validate
+    assert callable(runners.config.validate)

@@ -2,9 +2,9 @@
 
 Hydra composes ``conf/config.yaml`` on top of these dataclasses, so a mistyped key or a wrongly
 typed value fails at composition (OmegaConf names the ``full_key``). Rules that a type cannot
-express (ranges, divisibility, names that must exist in a registry) live in :func:`validate`,
-which runs before anything is trained and raises :class:`ConfigError` with one line that names
-the key, the rule and the value received.
+express (ranges, divisibility, names that must exist in a registry) live in
+:mod:`runners.config.validate`, which runs before anything is trained and raises
+:class:`ConfigError` with one line that names the key, the rule and the value received.
 
 The layout follows Hydra's structured-config tutorial (``5.1_structured_config_schema_same_config_group``):
 ``base_*`` schemas in the ConfigStore, YAML options that extend them.
@@ -15,10 +15,8 @@ tab completion.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
-import math
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -48,13 +46,8 @@ __all__ = [
     "TaskConfig",
     "config_hash",
     "register_configs",
-    "validate",
 ]
 
-#: Regularizers the runner knows how to place. Later issues extend this tuple.
-REGULARIZERS = ("none", "dropout", "dropblock", "cbn", "dropblock_cbn")
-#: Each task and the data options it reads (ImageNet layout, COCO layout).
-TASK_DATA = {"classify": ("synthetic", "imagefolder"), "detect": ("synthetic_det", "coco")}
 #: The number a task is judged by (what run.py returns and a sweeper optimises).
 PRIMARY_METRIC = {task: metrics.primary for task, metrics in TASK_METRICS.items()}
 #: Metrics a report can tabulate: classification's, then COCOeval's twelve.
@@ -342,204 +335,6 @@ def register_configs() -> None:
     cs.store(group="regularizer", name="base_regularizer", node=RegularizerConfig)
     cs.store(group="optim", name="base_optim", node=OptimConfig)
     cs.store(group="logger", name="base_logger", node=LoggerConfig)
-
-
-def _name_error(key: str, value: str, options: tuple[str, ...] | list[str]) -> ConfigError:
-    close = difflib.get_close_matches(value, list(options), n=3)
-    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    return ConfigError(f"{key} must be one of {', '.join(sorted(options))}, got {value!r}{hint}")
-
-
-def _check_range(key: str, value: float, low: float, high: float | None, high_open: bool) -> None:
-    too_high = high is not None and (value >= high if high_open else value > high)
-    if not math.isfinite(value) or value < low or too_high:
-        upper = "∞)" if high is None else (f"{high})" if high_open else f"{high}]")
-        raise ConfigError(f"{key} must be in [{low}, {upper}, got {value}")
-
-
-def validate(cfg: DictConfig | Config) -> None:
-    """Check the rules a type cannot express. Raises :class:`ConfigError` on the first break."""
-    from models import list_backbones  # the registry; imported here to keep this module light
-
-    if cfg.batch < 1:
-        raise ConfigError(f"batch must be >= 1, got {cfg.batch}")
-    if cfg.subdivisions < 1:
-        raise ConfigError(f"subdivisions must be >= 1, got {cfg.subdivisions}")
-    if cfg.batch % cfg.subdivisions:
-        raise ConfigError(
-            f"batch must be divisible by subdivisions (mini_batch = batch / subdivisions), "
-            f"got batch={cfg.batch} subdivisions={cfg.subdivisions}"
-        )
-    if cfg.epochs < 1:
-        raise ConfigError(f"epochs must be >= 1, got {cfg.epochs}")
-    from runners.config.paths import plain_name
-
-    plain_name("study", cfg.study)
-
-    task = cfg.task
-    if task.name not in TASK_DATA:
-        raise _name_error("task.name", task.name, tuple(TASK_DATA))
-    if task.eval_every < 1:
-        raise ConfigError(f"task.eval_every must be >= 1, got {task.eval_every}")
-    if not task.topk or any(k < 1 for k in task.topk):
-        raise ConfigError(f"task.topk must be a non-empty list of k >= 1, got {list(task.topk)}")
-    _check_range("task.label_smoothing", task.label_smoothing, 0.0, 1.0, True)
-    if task.fpn_channels < 1:
-        raise ConfigError(f"task.fpn_channels must be >= 1, got {task.fpn_channels}")
-    if len(task.anchor_sizes) != 5 or any(s < 1 for s in task.anchor_sizes):
-        raise ConfigError(
-            f"task.anchor_sizes needs 5 sizes >= 1 (P3..P7), got {list(task.anchor_sizes)}"
-        )
-    _check_range("task.score_thresh", task.score_thresh, 0.0, 1.0, True)
-    if task.detections_per_img < 1:
-        raise ConfigError(f"task.detections_per_img must be >= 1, got {task.detections_per_img}")
-
-    data = cfg.data
-    if data.name not in TASK_DATA[task.name]:
-        raise ConfigError(
-            f"data={data.name} does not fit task={task.name}; "
-            f"use one of: {', '.join(TASK_DATA[task.name])}"
-        )
-    if data.name in ("imagefolder", "coco") and not data.root:
-        raise ConfigError(f"data.root must name the data set's directory for data={data.name}")
-    if data.image_size < 8:
-        raise ConfigError(f"data.image_size must be >= 8, got {data.image_size}")
-    if data.crop not in ("pad", "resized"):
-        raise _name_error("data.crop", data.crop, ("pad", "resized"))
-    if data.workers < 0:
-        raise ConfigError(f"data.workers must be >= 0, got {data.workers}")
-    if data.max_image_pixels < 1:
-        raise ConfigError(f"data.max_image_pixels must be >= 1, got {data.max_image_pixels}")
-    for key, value in (
-        ("data.max_annotation_mb", data.max_annotation_mb),
-        ("backbone.max_memory_gb", cfg.backbone.max_memory_gb),
-    ):
-        if not (math.isfinite(value) and value > 0):
-            raise ConfigError(f"{key} must be > 0 and finite, got {value}")
-    if data.name == "synthetic":
-        if not 2 <= data.num_classes <= 10:
-            raise ConfigError(
-                f"data.num_classes must be in [2, 10] for synthetic data, got {data.num_classes}"
-            )
-        for key in ("train_per_class", "val_per_class"):
-            if getattr(data, key) < 1:
-                raise ConfigError(f"data.{key} must be >= 1, got {getattr(data, key)}")
-    if data.name == "synthetic_det":
-        if not 1 <= data.num_classes <= 10:
-            raise ConfigError(
-                f"data.num_classes must be in [1, 10] for synthetic_det, got {data.num_classes}"
-            )
-        for key in ("train_images", "val_images"):
-            if getattr(data, key) < 1:
-                raise ConfigError(f"data.{key} must be >= 1, got {getattr(data, key)}")
-    values = [*data.mean, *data.std]
-    if (
-        len(data.mean) != 3
-        or len(data.std) != 3
-        or any(s <= 0 for s in data.std)
-        or not all(math.isfinite(v) for v in values)
-    ):
-        raise ConfigError(
-            f"data.mean and data.std need 3 values with std > 0, got {list(data.mean)}, {list(data.std)}"
-        )
-
-    backbones = list_backbones()
-    if cfg.backbone.name not in backbones:
-        raise _name_error("backbone.name", cfg.backbone.name, backbones)
-    if cfg.backbone.name == "darknet":
-        _check_darknet(cfg)
-
-    reg = cfg.regularizer
-    if reg.name not in REGULARIZERS:
-        raise _name_error("regularizer.name", reg.name, REGULARIZERS)
-    # The option names come from the layers themselves, so config and layers cannot drift.
-    from layers.cross_iteration_bn import MODES
-    from layers.drop_block import GAMMAS, KERNELS, RESCALES, SCOPES, SIZE_MODES
-    from layers.regularizer import effective_group_settings
-    from layers.schedule import SCHEDULES
-
-    for key, options in (
-        ("scope", SCOPES),
-        ("rescale", RESCALES),
-        ("gamma", GAMMAS),
-        ("schedule", SCHEDULES),
-        ("kernel", KERNELS),
-        ("cbn_mode", MODES),
-    ):
-        if reg[key] not in options:
-            raise _name_error(f"regularizer.{key}", reg[key], options)
-    if reg.window < 1:
-        raise ConfigError(f"regularizer.window must be >= 1, got {reg.window}")
-    if reg.burnin < 0:
-        raise ConfigError(f"regularizer.burnin must be >= 0 optimizer steps, got {reg.burnin}")
-
-    for group, settings in reg.groups.items():
-        if group not in GROUPS:
-            raise ConfigError(f"regularizer.groups keys must be groups 1..4, got {group!r}")
-        prefix = f"regularizer.groups.{group}"
-        effective = effective_group_settings(settings)
-        p_key = "probability" if settings.probability is not None else "p"
-        _check_range(f"{prefix}.{p_key}", effective["p"], 0.0, 1.0, True)
-        if effective["size_mode"] not in SIZE_MODES:
-            raise _name_error(f"{prefix}.size_mode", effective["size_mode"], SIZE_MODES)
-        size = effective["block_size"]
-        if effective["size_mode"] == "abs" and (
-            not math.isfinite(size) or size < 1 or size != int(size)
-        ):
-            key = "dropblock_size_abs" if settings.dropblock_size_abs is not None else "block_size"
-            raise ConfigError(
-                f"{prefix}.{key} must be an integer >= 1 with size_mode=abs, got {size}"
-            )
-        if effective["size_mode"] == "rel" and not 0 < size <= 1:
-            rel_keys = ("dropblock_size_rel", "dropblock_size")
-            key = next((k for k in rel_keys if settings[k] is not None), "block_size")
-            raise ConfigError(
-                f"{prefix}.{key} must be a fraction in (0, 1] with size_mode=rel, got {size}"
-            )
-
-    opt = cfg.optim
-    if opt.name != "sgd":
-        raise _name_error("optim.name", opt.name, ("sgd",))
-    if not (math.isfinite(opt.base_lr) and opt.base_lr > 0):
-        raise ConfigError(f"optim.base_lr must be > 0 and finite, got {opt.base_lr}")
-    _check_range("optim.momentum", opt.momentum, 0.0, 1.0, True)
-    _check_range("optim.weight_decay", opt.weight_decay, 0.0, None, False)
-    _check_range("optim.warmup_epochs", opt.warmup_epochs, 0.0, None, False)
-
-    if cfg.checkpoint.every_steps < 0:
-        raise ConfigError(
-            f"checkpoint.every_steps must be >= 0 (0: epoch ends only), got {cfg.checkpoint.every_steps}"
-        )
-    if cfg.logger.name not in ("wandb", "none"):
-        raise _name_error("logger.name", cfg.logger.name, ("wandb", "none"))
-    if not (math.isfinite(cfg.logger.init_timeout) and cfg.logger.init_timeout > 0):
-        raise ConfigError(f"logger.init_timeout must be > 0 seconds, got {cfg.logger.init_timeout}")
-
-    div = cfg.divergence
-    if div.factor is not None and not (math.isfinite(div.factor) and div.factor > 1):
-        raise ConfigError(
-            f"divergence.factor must be > 1 (times the first loss) or null, got {div.factor}"
-        )
-    if div.check_every < 1:
-        raise ConfigError(f"divergence.check_every must be >= 1 forwards, got {div.check_every}")
-    for metric in cfg.report.metrics:
-        if metric not in REPORT_METRICS:
-            raise _name_error("report.metrics", metric, REPORT_METRICS)
-
-
-def _check_darknet(cfg: DictConfig | Config) -> None:
-    """``backbone=darknet``: the cfg file exists and parses; ``cfg_dropout`` is known."""
-    from models.darknet.backbone import CFG_DROPOUT
-    from models.darknet.parse import DarknetCfgError, parse_cfg
-
-    if not cfg.backbone.cfg:
-        raise ConfigError("backbone.cfg must name a Darknet .cfg file for backbone=darknet")
-    try:
-        parse_cfg(cfg.backbone.cfg)
-    except DarknetCfgError as err:
-        raise ConfigError(f"backbone.cfg: {err}") from None
-    if cfg.regularizer.cfg_dropout not in CFG_DROPOUT:
-        raise _name_error("regularizer.cfg_dropout", cfg.regularizer.cfg_dropout, CFG_DROPOUT)
 
 
 def resolved_container(cfg: DictConfig) -> dict[str, Any]:

@@ -22,6 +22,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +123,70 @@ def _fingerprint(spec: dict[str, Any]) -> str:
     return f"synthetic-det-{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
 
 
+def _categories(num_classes: int) -> list[dict[str, Any]]:
+    """The COCO ``categories`` of the first ``num_classes`` shapes."""
+    return [
+        {"id": category_id(k), "name": CLASS_NAMES[k], "supercategory": "shape"}
+        for k in range(num_classes)
+    ]
+
+
+def _annotation(annotation_id: int, image_id: int, obj: dict[str, Any]) -> dict[str, Any]:
+    """One object of :func:`render_detection_image` as a COCO instance annotation."""
+    return {
+        "id": annotation_id,
+        "image_id": image_id,
+        "category_id": category_id(obj["label"]),
+        "bbox": obj["bbox"],
+        "area": obj["area"],
+        "iscrowd": 0,
+    }
+
+
+def _write_split(
+    staging: Path,
+    split: str,
+    spec: dict[str, Any],
+    categories: list[dict[str, Any]],
+    render: Callable[[str, int], tuple[Image.Image, list[dict[str, Any]]]],
+) -> None:
+    """Render ``spec[split]`` images into ``staging/<split>/`` and write their annotations to
+    ``staging/annotations/instances_<split>.json``."""
+    (staging / split).mkdir()
+    size = spec["size"]
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
+    for index in range(spec[split]):
+        img, objects = render(split, index)
+        name = f"{index:06d}.png"
+        img.save(staging / split / name)
+        image_id = index + 1  # COCO ids start at 1
+        images.append({"id": image_id, "file_name": name, "width": size, "height": size})
+        for obj in objects:
+            annotations.append(_annotation(len(annotations) + 1, image_id, obj))
+    instances = {
+        "info": {"description": "ablation-harness synthetic detection set", **spec},
+        "images": images,
+        "annotations": annotations,
+        "categories": categories,
+    }
+    (staging / "annotations" / f"instances_{split}.json").write_text(json.dumps(instances))
+
+
+def _build(
+    staging: Path,
+    *,
+    spec: dict[str, Any],
+    categories: list[dict[str, Any]],
+    render: Callable[[str, int], tuple[Image.Image, list[dict[str, Any]]]],
+) -> None:
+    """Write both splits into ``staging``, then the manifest that marks the set complete."""
+    (staging / "annotations").mkdir()
+    for split in _SPLITS:
+        _write_split(staging, split, spec, categories, render)
+    (staging / "manifest.json").write_text(json.dumps(spec, indent=2))
+
+
 def ensure_synthetic_detection_dataset(
     cache_dir: str | os.PathLike[str],
     *,
@@ -134,9 +200,6 @@ def ensure_synthetic_detection_dataset(
     """Generate the set into ``cache_dir`` unless it is there already; return its root."""
     if not 1 <= num_classes <= len(CLASS_NAMES):
         raise ValueError(f"num_classes must be in [1, {len(CLASS_NAMES)}], got {num_classes}")
-    # Object sides from ~1/12 of the image to ~7/8 of it: small, medium and large in COCO's
-    # area ranges at the default 128 px (side 11 .. 112).
-    min_side, max_side = image_size / 12, image_size * 7 / 8
     spec = {
         "version": DET_GENERATOR_VERSION,
         "seed": seed,
@@ -146,55 +209,19 @@ def ensure_synthetic_detection_dataset(
         "val": val_images,
         "max_objects": max_objects,
     }
-    cache = Path(cache_dir)
-    root = cache / _fingerprint(spec)
+    root = Path(cache_dir) / _fingerprint(spec)
     if (root / "manifest.json").is_file():
         return root
-    categories = [
-        {"id": category_id(k), "name": CLASS_NAMES[k], "supercategory": "shape"}
-        for k in range(num_classes)
-    ]
-
-    def build(staging: Path) -> None:
-        (staging / "annotations").mkdir()
-        for split, count in (("train", train_images), ("val", val_images)):
-            (staging / split).mkdir()
-            images, annotations = [], []
-            for index in range(count):
-                img, objects = render_detection_image(
-                    seed,
-                    split,
-                    index,
-                    size=image_size,
-                    num_classes=num_classes,
-                    max_objects=max_objects,
-                    min_side=min_side,
-                    max_side=max_side,
-                )
-                name = f"{index:06d}.png"
-                img.save(staging / split / name)
-                image_id = index + 1  # COCO ids start at 1
-                images.append(
-                    {"id": image_id, "file_name": name, "width": image_size, "height": image_size}
-                )
-                for obj in objects:
-                    annotations.append(
-                        {
-                            "id": len(annotations) + 1,
-                            "image_id": image_id,
-                            "category_id": category_id(obj["label"]),
-                            "bbox": obj["bbox"],
-                            "area": obj["area"],
-                            "iscrowd": 0,
-                        }
-                    )
-            instances = {
-                "info": {"description": "ablation-harness synthetic detection set", **spec},
-                "images": images,
-                "annotations": annotations,
-                "categories": categories,
-            }
-            (staging / "annotations" / f"instances_{split}.json").write_text(json.dumps(instances))
-        (staging / "manifest.json").write_text(json.dumps(spec, indent=2))
-
+    # Object sides from ~1/12 of the image to ~7/8 of it: small, medium and large in COCO's
+    # area ranges at the default 128 px (side 11 .. 112).
+    render = partial(
+        render_detection_image,
+        seed,
+        size=image_size,
+        num_classes=num_classes,
+        max_objects=max_objects,
+        min_side=image_size / 12,
+        max_side=image_size * 7 / 8,
+    )
+    build = partial(_build, spec=spec, categories=_categories(num_classes), render=render)
     return materialize(root, build)

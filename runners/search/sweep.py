@@ -78,6 +78,56 @@ def _quote(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+def _share_cores(n_jobs: int) -> None:
+    """Share the cores between ``n_jobs`` workers, as joblib's launcher does: OpenMP threads that
+    outnumber the cores spin-wait and slow every worker down. A set ``OMP_NUM_THREADS`` wins."""
+    if n_jobs > 1 and "OMP_NUM_THREADS" not in os.environ:
+        import torch
+
+        threads = max(1, (os.cpu_count() or 1) // n_jobs)
+        os.environ["OMP_NUM_THREADS"] = str(threads)  # inherited by the helper processes
+        torch.set_num_threads(threads)
+
+
+def _write_summary(study_dir: Path, settings: StudySettings, password: str | None) -> None:
+    """Write the study summary (``reports.optuna_study``) and print where it is."""
+    from reports.optuna_study import write_study_summary
+
+    # Its own storage, from its command line: not the URL written in the settings file.
+    storage = settings.storage
+    if password is not None:
+        storage = redact.with_password(storage, password)
+    summary = write_study_summary(study_dir, storage=storage)
+    print(f"optuna study: {summary}")
+
+
+def _trial_job(trial: Any, space: SearchSpace, job_dir: Path, settings_path: Path) -> list[str]:
+    """The overrides of the trial's Hydra job (its sampled values, its directory, and what
+    ``runners.search.trial`` reads to find the study); also noted on the trial."""
+    overrides = space.overrides(trial.params)
+    trial.set_user_attr("overrides", overrides)
+    trial.set_user_attr("job_dir", str(job_dir))
+    return [
+        *overrides,
+        f"hydra.sweep.subdir={trial_dir_name(trial.number)}",
+        f"++hydra.job.env_set.{ENV_SETTINGS}={_quote(str(settings_path))}",
+        f"++hydra.job.env_set.{ENV_TRIAL_ID}={trial._trial_id}",
+    ]
+
+
+def _tell(study: Any, trial: Any, state: Any, value: float | None, error: str | None) -> None:
+    """Tell the study the trial's state and value (its error, if any, as a user attribute); a
+    failure is printed."""
+    from optuna.trial import TrialState
+
+    if error:
+        trial.set_user_attr("error", error)
+    if state == TrialState.FAIL:
+        print(f"trial {trial.number} failed: {error}", file=sys.stderr)
+    study.tell(trial, value, state=state)
+    log.info("trial %d: %s %s", trial.number, state.name.lower(), value if value else "")
+
+
 class _Heartbeat:
     """Records the trial's heartbeat while its job runs, so a killed worker's trial goes stale."""
 
@@ -179,7 +229,32 @@ class OptunaSweep:
         if password is not None:
             os.environ[PASSWORD_ENV] = password  # for this process's jobs, on any launcher
         self._hide_secrets()
+        study, settings_path = self._open_study(settings, study_dir)
 
+        # A failed trial is recorded by the study; it does not make this command (or a worker
+        # process of it) exit non-zero. Too many in a row stop the worker with an error.
+        sweep_outcome.trials_may_fail()
+        worker = int(os.environ.get(ENV_WORKER, "0"))
+        _share_cores(n_jobs)
+        helpers = [] if worker else self._start_helpers(n_jobs - 1, study_dir)
+        try:
+            returns = self._work(study, settings, space, study_dir, settings_path, worker)
+        except BaseException:
+            for helper in helpers:
+                helper.terminate()
+            raise
+        failed_helpers = [h.args for h in helpers if h.wait() != 0]
+        if not worker:
+            _write_summary(study_dir, settings, password)
+        if failed_helpers:
+            raise RuntimeError(f"{len(failed_helpers)} worker process(es) of this study failed")
+        return [returns]
+
+    def _open_study(self, settings: StudySettings, study_dir: Path) -> tuple[Any, Path]:
+        """Write ``multirun.yaml`` and the settings file into the study directory, create or
+        load the study and enqueue the configured trials; returns the study and the settings
+        file."""
+        assert self.config is not None
         study_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, study_dir / "multirun.yaml")
         settings_path = settings.write(study_dir)
@@ -194,39 +269,7 @@ class OptunaSweep:
             objective_metric(settings.metric, str(self.config.task.name)),
             settings.pruner["name"], settings.display(),
         )  # fmt: skip
-
-        # A failed trial is recorded by the study; it does not make this command (or a worker
-        # process of it) exit non-zero. Too many in a row stop the worker with an error.
-        sweep_outcome.trials_may_fail()
-        worker = int(os.environ.get(ENV_WORKER, "0"))
-        if n_jobs > 1 and "OMP_NUM_THREADS" not in os.environ:
-            # Share the cores between the workers, as joblib's launcher does: OpenMP threads
-            # that outnumber the cores spin-wait and slow every worker down.
-            import torch
-
-            threads = max(1, (os.cpu_count() or 1) // n_jobs)
-            os.environ["OMP_NUM_THREADS"] = str(threads)  # inherited by the helper processes
-            torch.set_num_threads(threads)
-        helpers = [] if worker else self._start_helpers(n_jobs - 1, study_dir)
-        try:
-            returns = self._work(study, settings, space, study_dir, settings_path, worker)
-        except BaseException:
-            for helper in helpers:
-                helper.terminate()
-            raise
-        failed_helpers = [h.args for h in helpers if h.wait() != 0]
-        if not worker:
-            from reports.optuna_study import write_study_summary
-
-            # Its own storage, from its command line: not the URL written in the settings file.
-            storage = settings.storage
-            if password is not None:
-                storage = redact.with_password(storage, password)
-            summary = write_study_summary(study_dir, storage=storage)
-            print(f"optuna study: {summary}")
-        if failed_helpers:
-            raise RuntimeError(f"{len(failed_helpers)} worker process(es) of this study failed")
-        return [returns]
+        return study, settings_path
 
     def _start_helpers(self, count: int, study_dir: Path) -> list[subprocess.Popen]:
         """Start ``count`` copies of this command as extra workers on the same study."""
@@ -261,49 +304,19 @@ class OptunaSweep:
             fail_stale_trials(study)
             if len(study.get_trials(deepcopy=False, states=counted)) >= settings.n_trials:
                 break
-            trial = study.ask(space.distributions)
-            trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-            if self._surplus(study, trial, settings.n_trials, counted):
-                # Another worker asked in the same instant and the study is full: give it up.
-                trial.set_user_attr("error", "surplus: the study already had n_trials trials")
-                study.tell(trial, state=TrialState.FAIL)
+            trial = self._ask(study, space, settings.n_trials, counted)
+            if trial is None:
                 break
-            overrides = space.overrides(trial.params)
             job_dir = study_dir / trial_dir_name(trial.number)
-            trial.set_user_attr("overrides", overrides)
-            trial.set_user_attr("job_dir", str(job_dir))
-            job = [
-                *overrides,
-                f"hydra.sweep.subdir={trial_dir_name(trial.number)}",
-                f"++hydra.job.env_set.{ENV_SETTINGS}={_quote(str(settings_path))}",
-                f"++hydra.job.env_set.{ENV_TRIAL_ID}={trial._trial_id}",
-            ]
+            job = _trial_job(trial, space, job_dir, settings_path)
             started = time.time()
-            try:
-                with _Heartbeat(study._storage, trial._trial_id):
-                    (result,) = self.launcher.launch([job], initial_job_idx=trial.number)
-            except SystemExit as err:
-                # run.py exits with status 2 when a config is rejected (a sampled value out of
-                # range); the trial fails and the study goes on.
-                result = None
-                error = (
-                    f"the job exited with status {err.code} (its config was rejected; see the log)"
-                )
-            except BaseException as err:  # KeyboardInterrupt: fail the trial, stop the worker
-                trial.set_user_attr("error", f"{type(err).__name__}: {err}")
-                study.tell(trial, state=TrialState.FAIL)
-                raise
+            result, error = self._launch(study, trial, job)
             if result is None:
                 state, value = TrialState.FAIL, None
             else:
                 returns.append(result)
                 state, value, error = self._outcome(job_dir, started, result, settings)
-            if error:
-                trial.set_user_attr("error", error)
-            if state == TrialState.FAIL:
-                print(f"trial {trial.number} failed: {error}", file=sys.stderr)
-            study.tell(trial, value, state=state)
-            log.info("trial %d: %s %s", trial.number, state.name.lower(), value if value else "")
+            _tell(study, trial, state, value, error)
             failures = failures + 1 if state == TrialState.FAIL else 0
             if failures >= max_failures:
                 raise RuntimeError(
@@ -311,6 +324,45 @@ class OptunaSweep:
                     f"{max_failures}); last error: {error}"
                 )
         return returns
+
+    @classmethod
+    def _ask(cls, study: Any, space: SearchSpace, n_trials: int, counted: tuple[Any, ...]) -> Any:
+        """A new trial from the study, or ``None`` when the study is already full (the trial is
+        then told failed as surplus)."""
+        from optuna.trial import TrialState
+
+        trial = study.ask(space.distributions)
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        if cls._surplus(study, trial, n_trials, counted):
+            # Another worker asked in the same instant and the study is full: give it up.
+            trial.set_user_attr("error", "surplus: the study already had n_trials trials")
+            study.tell(trial, state=TrialState.FAIL)
+            return None
+        return trial
+
+    def _launch(
+        self, study: Any, trial: Any, job: list[str]
+    ) -> tuple[JobReturn | None, str | None]:
+        """Run the trial's job through the launcher while its heartbeat is recorded; returns the
+        job's result, or ``None`` and why when the job exited (a rejected config)."""
+        from optuna.trial import TrialState
+
+        assert self.launcher is not None
+        try:
+            with _Heartbeat(study._storage, trial._trial_id):
+                (result,) = self.launcher.launch([job], initial_job_idx=trial.number)
+        except SystemExit as err:
+            # run.py exits with status 2 when a config is rejected (a sampled value out of
+            # range); the trial fails and the study goes on.
+            return (
+                None,
+                f"the job exited with status {err.code} (its config was rejected; see the log)",
+            )
+        except BaseException as err:  # KeyboardInterrupt: fail the trial, stop the worker
+            trial.set_user_attr("error", f"{type(err).__name__}: {err}")
+            study.tell(trial, state=TrialState.FAIL)
+            raise
+        return result, None
 
     @staticmethod
     def _surplus(study: Any, trial: Any, n_trials: int, counted: tuple[Any, ...]) -> bool:

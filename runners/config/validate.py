@@ -1,0 +1,401 @@
+"""Validation of a composed config: the rules a type cannot express.
+
+:func:`validate` runs before anything is trained and raises :class:`ConfigError` on the first
+rule broken, in one line that names the key, the rule and the value received. It checks, in this
+order: the run's budget, the task, the data, the backbone, the regularizer, the optimizer, and
+the keys that only decide when a run stops or what is recorded.
+
+Rules come in two kinds:
+
+- generic rules check one key's type-independent range or name (``batch >= 1``, ``data.crop``
+  one of ``pad``/``resized``) through the small helpers at the top of this module;
+- per-option rules sit beside their option in a registry keyed by the option's name:
+  :data:`TASKS` (each task's data options and the rules of its ``task.*`` keys),
+  :data:`DATA_OPTIONS` (whether the option reads ``data.root``, and its own rules),
+  :data:`BACKBONE_RULES` and :data:`REGULARIZERS` with :data:`REGULARIZER_FAMILIES` (the
+  regularizer keys each family of layers reads, and their rules).
+
+The schemas are still unions (``TaskConfig`` holds classification's and detection's keys,
+``RegularizerConfig`` every family's), so a key's rules run whichever option is chosen: a bad
+``task.fpn_channels`` is refused under ``task=classify`` too, and a bad ``regularizer.scope``
+under ``regularizer=none``. Only the data and backbone rules that depend on the option chosen
+(``data.root`` for data read from disk, the generated sets' sizes, the Darknet cfg file) run
+for that option alone.
+
+This module must stay light to import (no torch): the registries of backbones and layer options
+are imported inside the functions that read them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from omegaconf import DictConfig
+
+from runners.config.schema import GROUPS, REPORT_METRICS, Config, ConfigError
+
+__all__ = [
+    "BACKBONE_RULES",
+    "DATA_OPTIONS",
+    "REGULARIZERS",
+    "REGULARIZER_FAMILIES",
+    "TASKS",
+    "TASK_DATA",
+    "DataOption",
+    "RegularizerOption",
+    "TaskOption",
+    "validate",
+]
+
+#: A rule over one config section (or the whole config); raises :class:`ConfigError`.
+Rule = Callable[[Any], None]
+
+#: Training crops (``data.crop``), loggers (``logger.name``) and optimizers (``optim.name``).
+CROPS = ("pad", "resized")
+LOGGERS = ("wandb", "none")
+OPTIMIZERS = ("sgd",)
+
+
+# Generic rules: one key, one rule, one line naming both and the value.
+
+
+def _name_error(key: str, value: str, options: tuple[str, ...] | list[str]) -> ConfigError:
+    close = difflib.get_close_matches(value, list(options), n=3)
+    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    return ConfigError(f"{key} must be one of {', '.join(sorted(options))}, got {value!r}{hint}")
+
+
+def _one_of(key: str, value: str, options: tuple[str, ...] | list[str]) -> None:
+    if value not in options:
+        raise _name_error(key, value, options)
+
+
+def _at_least(key: str, value: int, low: int, unit: str = "") -> None:
+    """``value >= low``; ``unit`` follows the bound in the message (``" forwards"``)."""
+    if value < low:
+        raise ConfigError(f"{key} must be >= {low}{unit}, got {value}")
+
+
+def _positive(key: str, value: float, rule: str = "> 0 and finite") -> None:
+    """A finite ``value > 0``; ``rule`` is how the message states it."""
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"{key} must be {rule}, got {value}")
+
+
+def _check_range(key: str, value: float, low: float, high: float | None, high_open: bool) -> None:
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if not math.isfinite(value) or value < low or too_high:
+        upper = "∞)" if high is None else (f"{high})" if high_open else f"{high}]")
+        raise ConfigError(f"{key} must be in [{low}, {upper}, got {value}")
+
+
+# Tasks: the rules of each task's own keys, and the data options it reads.
+
+
+def _check_classify_keys(task: Any) -> None:
+    """``task.topk`` and ``task.label_smoothing`` (classification)."""
+    if not task.topk or any(k < 1 for k in task.topk):
+        raise ConfigError(f"task.topk must be a non-empty list of k >= 1, got {list(task.topk)}")
+    _check_range("task.label_smoothing", task.label_smoothing, 0.0, 1.0, True)
+
+
+def _check_detect_keys(task: Any) -> None:
+    """RetinaNet's keys: FPN channels, anchor sizes, score threshold, detections per image."""
+    _at_least("task.fpn_channels", task.fpn_channels, 1)
+    if len(task.anchor_sizes) != 5 or any(s < 1 for s in task.anchor_sizes):
+        raise ConfigError(
+            f"task.anchor_sizes needs 5 sizes >= 1 (P3..P7), got {list(task.anchor_sizes)}"
+        )
+    _check_range("task.score_thresh", task.score_thresh, 0.0, 1.0, True)
+    _at_least("task.detections_per_img", task.detections_per_img, 1)
+
+
+@dataclass(frozen=True)
+class TaskOption:
+    """A task as validation sees it."""
+
+    #: The data options it reads, in the order an error lists them.
+    data: tuple[str, ...]
+    #: The rules of the ``task.*`` keys it reads.
+    rules: Rule
+
+
+#: Each task: the data options it reads (ImageNet layout, COCO layout) and its keys' rules.
+TASKS: dict[str, TaskOption] = {
+    "classify": TaskOption(data=("synthetic", "imagefolder"), rules=_check_classify_keys),
+    "detect": TaskOption(data=("synthetic_det", "coco"), rules=_check_detect_keys),
+}
+#: Each task and the data options it reads.
+TASK_DATA: dict[str, tuple[str, ...]] = {name: option.data for name, option in TASKS.items()}
+
+
+# Data options: which read a data set from ``data.root``, and the generated sets' sizes.
+
+
+def _check_synthetic(data: Any) -> None:
+    """``data=synthetic``: 2..10 classes (the generator's shapes), images per class >= 1."""
+    if not 2 <= data.num_classes <= 10:
+        raise ConfigError(
+            f"data.num_classes must be in [2, 10] for synthetic data, got {data.num_classes}"
+        )
+    for key in ("train_per_class", "val_per_class"):
+        _at_least(f"data.{key}", getattr(data, key), 1)
+
+
+def _check_synthetic_det(data: Any) -> None:
+    """``data=synthetic_det``: 1..10 classes, images per split >= 1."""
+    if not 1 <= data.num_classes <= 10:
+        raise ConfigError(
+            f"data.num_classes must be in [1, 10] for synthetic_det, got {data.num_classes}"
+        )
+    for key in ("train_images", "val_images"):
+        _at_least(f"data.{key}", getattr(data, key), 1)
+
+
+@dataclass(frozen=True)
+class DataOption:
+    """A data option as validation sees it."""
+
+    #: It reads an existing data set from ``data.root`` (generated sets live in ``cache_dir``).
+    needs_root: bool = False
+    #: Rules that hold only when this option is chosen.
+    rules: Rule | None = None
+
+
+#: Each data option. Every data option a task reads (:data:`TASKS`) is here.
+DATA_OPTIONS: dict[str, DataOption] = {
+    "synthetic": DataOption(rules=_check_synthetic),
+    "imagefolder": DataOption(needs_root=True),
+    "synthetic_det": DataOption(rules=_check_synthetic_det),
+    "coco": DataOption(needs_root=True),
+}
+
+
+# Backbones: the registry in ``models`` names them; a few have rules of their own.
+
+
+def _check_darknet(cfg: DictConfig | Config) -> None:
+    """``backbone=darknet``: the cfg file exists and parses; ``cfg_dropout`` is known."""
+    from models.darknet.backbone import CFG_DROPOUT
+    from models.darknet.parse import DarknetCfgError, parse_cfg
+
+    if not cfg.backbone.cfg:
+        raise ConfigError("backbone.cfg must name a Darknet .cfg file for backbone=darknet")
+    try:
+        parse_cfg(cfg.backbone.cfg)
+    except DarknetCfgError as err:
+        raise ConfigError(f"backbone.cfg: {err}") from None
+    _one_of("regularizer.cfg_dropout", cfg.regularizer.cfg_dropout, CFG_DROPOUT)
+
+
+#: Rules of the backbones that have their own, run on the whole config when chosen.
+BACKBONE_RULES: dict[str, Rule] = {"darknet": _check_darknet}
+
+
+# Regularizers: the keys of each family of layers, and the regularizers built from them.
+# The option names come from the layers themselves, so config and layers cannot drift.
+
+
+def _check_dropblock_keys(reg: Any) -> None:
+    """DropBlock's options (``layers.drop_block``, ``layers.schedule``)."""
+    from layers.drop_block import GAMMAS, KERNELS, RESCALES, SCOPES
+    from layers.schedule import SCHEDULES
+
+    for key, options in (
+        ("scope", SCOPES),
+        ("rescale", RESCALES),
+        ("gamma", GAMMAS),
+        ("schedule", SCHEDULES),
+        ("kernel", KERNELS),
+    ):
+        _one_of(f"regularizer.{key}", reg[key], options)
+
+
+def _check_cbn_keys(reg: Any) -> None:
+    """Cross-Iteration BN's options (``layers.cross_iteration_bn``)."""
+    from layers.cross_iteration_bn import MODES
+
+    _one_of("regularizer.cbn_mode", reg.cbn_mode, MODES)
+    _at_least("regularizer.window", reg.window, 1)
+    _at_least("regularizer.burnin", reg.burnin, 0, " optimizer steps")
+
+
+@dataclass(frozen=True)
+class RegularizerOption:
+    """A regularizer as validation sees it."""
+
+    #: The families (:data:`REGULARIZER_FAMILIES`) whose keys it reads, besides ``groups``.
+    families: tuple[str, ...] = ()
+
+
+#: Each family of regularizer layers and the rules of its ``regularizer.*`` keys.
+REGULARIZER_FAMILIES: dict[str, Rule] = {
+    "dropblock": _check_dropblock_keys,
+    "cbn": _check_cbn_keys,
+}
+#: Regularizers the runner knows how to place. Later issues extend this registry.
+REGULARIZERS: dict[str, RegularizerOption] = {
+    "none": RegularizerOption(),
+    "dropout": RegularizerOption(),
+    "dropblock": RegularizerOption(families=("dropblock",)),
+    "cbn": RegularizerOption(families=("cbn",)),
+    "dropblock_cbn": RegularizerOption(families=("dropblock", "cbn")),
+}
+
+
+def _check_block_size(prefix: str, settings: Any, size: float, size_mode: str) -> None:
+    """A group's block size: whole pixels (``abs``) or a fraction of the map side (``rel``),
+    named by the key it was given under (a Darknet alias or ``block_size``)."""
+    if size_mode == "abs" and (not math.isfinite(size) or size < 1 or size != int(size)):
+        key = "dropblock_size_abs" if settings.dropblock_size_abs is not None else "block_size"
+        raise ConfigError(f"{prefix}.{key} must be an integer >= 1 with size_mode=abs, got {size}")
+    if size_mode == "rel" and not 0 < size <= 1:
+        rel_keys = ("dropblock_size_rel", "dropblock_size")
+        key = next((k for k in rel_keys if settings[k] is not None), "block_size")
+        raise ConfigError(
+            f"{prefix}.{key} must be a fraction in (0, 1] with size_mode=rel, got {size}"
+        )
+
+
+def _check_groups(reg: Any) -> None:
+    """``regularizer.groups``: keys 1..4; each group's p, size mode and block size."""
+    from layers.drop_block import SIZE_MODES
+    from layers.regularizer import effective_group_settings
+
+    for group, settings in reg.groups.items():
+        if group not in GROUPS:
+            raise ConfigError(f"regularizer.groups keys must be groups 1..4, got {group!r}")
+        prefix = f"regularizer.groups.{group}"
+        effective = effective_group_settings(settings)
+        p_key = "probability" if settings.probability is not None else "p"
+        _check_range(f"{prefix}.{p_key}", effective["p"], 0.0, 1.0, True)
+        _one_of(f"{prefix}.size_mode", effective["size_mode"], SIZE_MODES)
+        _check_block_size(prefix, settings, effective["block_size"], effective["size_mode"])
+
+
+# The sections of a config, in the order they are checked.
+
+
+def _check_run(cfg: DictConfig | Config) -> None:
+    """The budget (batch, subdivisions, epochs) and the study's name."""
+    from runners.config.paths import plain_name
+
+    _at_least("batch", cfg.batch, 1)
+    _at_least("subdivisions", cfg.subdivisions, 1)
+    if cfg.batch % cfg.subdivisions:
+        raise ConfigError(
+            f"batch must be divisible by subdivisions (mini_batch = batch / subdivisions), "
+            f"got batch={cfg.batch} subdivisions={cfg.subdivisions}"
+        )
+    _at_least("epochs", cfg.epochs, 1)
+    plain_name("study", cfg.study)
+
+
+def _check_task(cfg: DictConfig | Config) -> None:
+    """The task's name and evaluation interval, then every task's keys (union schema)."""
+    task = cfg.task
+    _one_of("task.name", task.name, tuple(TASKS))
+    _at_least("task.eval_every", task.eval_every, 1)
+    for option in TASKS.values():
+        option.rules(task)
+
+
+def _check_limits(cfg: DictConfig | Config) -> None:
+    """Limits on untrusted input (docs/ROBUSTNESS.md)."""
+    _at_least("data.max_image_pixels", cfg.data.max_image_pixels, 1)
+    _positive("data.max_annotation_mb", cfg.data.max_annotation_mb)
+    _positive("backbone.max_memory_gb", cfg.backbone.max_memory_gb)
+
+
+def _check_data(cfg: DictConfig | Config) -> None:
+    """The data option fits the task; then its keys, the input limits and its own rules."""
+    data, fits = cfg.data, TASK_DATA[cfg.task.name]
+    if data.name not in fits:
+        raise ConfigError(
+            f"data={data.name} does not fit task={cfg.task.name}; use one of: {', '.join(fits)}"
+        )
+    option = DATA_OPTIONS[data.name]
+    if option.needs_root and not data.root:
+        raise ConfigError(f"data.root must name the data set's directory for data={data.name}")
+    _at_least("data.image_size", data.image_size, 8)
+    _one_of("data.crop", data.crop, CROPS)
+    _at_least("data.workers", data.workers, 0)
+    _check_limits(cfg)
+    if option.rules is not None:
+        option.rules(data)
+    values = [*data.mean, *data.std]
+    if (
+        len(data.mean) != 3
+        or len(data.std) != 3
+        or any(s <= 0 for s in data.std)
+        or not all(math.isfinite(v) for v in values)
+    ):
+        raise ConfigError(
+            f"data.mean and data.std need 3 values with std > 0, got {list(data.mean)}, {list(data.std)}"
+        )
+
+
+def _check_backbone(cfg: DictConfig | Config) -> None:
+    """The backbone is registered in ``models``; then its own rules, if it has any."""
+    from models import list_backbones  # the registry; imported here to keep this module light
+
+    _one_of("backbone.name", cfg.backbone.name, list_backbones())
+    rules = BACKBONE_RULES.get(cfg.backbone.name)
+    if rules is not None:
+        rules(cfg)
+
+
+def _check_regularizer(cfg: DictConfig | Config) -> None:
+    """The regularizer is known; then every family's keys (union schema) and the groups."""
+    reg = cfg.regularizer
+    _one_of("regularizer.name", reg.name, tuple(REGULARIZERS))
+    for rules in REGULARIZER_FAMILIES.values():
+        rules(reg)
+    _check_groups(reg)
+
+
+def _check_optim(cfg: DictConfig | Config) -> None:
+    """SGD's learning rate, momentum, weight decay and warmup."""
+    opt = cfg.optim
+    _one_of("optim.name", opt.name, OPTIMIZERS)
+    _positive("optim.base_lr", opt.base_lr)
+    _check_range("optim.momentum", opt.momentum, 0.0, 1.0, True)
+    _check_range("optim.weight_decay", opt.weight_decay, 0.0, None, False)
+    _check_range("optim.warmup_epochs", opt.warmup_epochs, 0.0, None, False)
+
+
+def _check_records(cfg: DictConfig | Config) -> None:
+    """Keys that decide what is saved and when a run stops: checkpoints, logger, divergence,
+    report metrics."""
+    _at_least("checkpoint.every_steps", cfg.checkpoint.every_steps, 0, " (0: epoch ends only)")
+    _one_of("logger.name", cfg.logger.name, LOGGERS)
+    _positive("logger.init_timeout", cfg.logger.init_timeout, "> 0 seconds")
+    div = cfg.divergence
+    if div.factor is not None and not (math.isfinite(div.factor) and div.factor > 1):
+        raise ConfigError(
+            f"divergence.factor must be > 1 (times the first loss) or null, got {div.factor}"
+        )
+    _at_least("divergence.check_every", div.check_every, 1, " forwards")
+    for metric in cfg.report.metrics:
+        _one_of("report.metrics", metric, REPORT_METRICS)
+
+
+_SECTIONS: tuple[Rule, ...] = (
+    _check_run,
+    _check_task,
+    _check_data,
+    _check_backbone,
+    _check_regularizer,
+    _check_optim,
+    _check_records,
+)
+
+
+def validate(cfg: DictConfig | Config) -> None:
+    """Check the rules a type cannot express. Raises :class:`ConfigError` on the first break."""
+    for section in _SECTIONS:
+        section(cfg)
