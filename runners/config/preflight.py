@@ -1,6 +1,6 @@
 """Every check that can stop a job before anything is written: the config layer's last word.
 
-:func:`preflight` runs :func:`runners.config.validate` (rules on values) and then the checks
+:func:`preflight` runs :func:`runners.config.rules.validate` (rules on values) and then the checks
 that need more than the config: interpolations resolve, the requested device exists, the data
 is there and usable (an ImageFolder split lists classes and images without a symlink loop,
 ``runners.data.image_folder``; a COCO annotation file passes ``runners.data.coco_validate``), the backbone

@@ -3,7 +3,7 @@
 Hydra composes ``conf/config.yaml`` on top of these dataclasses, so a mistyped key or a wrongly
 typed value fails at composition (OmegaConf names the ``full_key``). Rules that a type cannot
 express (ranges, divisibility, names that must exist in a registry) live in
-:mod:`runners.config.validate`, which runs before anything is trained and raises
+:mod:`runners.config.rules`, which runs before anything is trained and raises
 :class:`ConfigError` with one line that names the key, the rule and the value received.
 
 The layout follows Hydra's structured-config tutorial (``5.1_structured_config_schema_same_config_group``):
