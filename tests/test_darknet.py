@@ -176,6 +176,27 @@ def test_bad_cfgs_give_one_error_with_the_line(tmp_path, body, line, pattern):
         DarknetNet(parse_cfg(path))
 
 
+def test_every_section_kind_has_one_registered_builder():
+    from models.darknet.kinds import LAYER_KINDS, register_kind
+    from models.darknet.parse import SECTION_ALIASES
+
+    assert set(LAYER_KINDS) == set(SECTION_ALIASES.values()) - {"net"}
+    with pytest.raises(ValueError, match=r"Darknet layer kind 'route' is registered twice"):
+        register_kind("route")(LAYER_KINDS["route"])
+
+
+def test_a_kind_without_a_builder_names_the_file_and_line():
+    from models.darknet.kinds import LayerContext, Shape, build_layer
+    from models.darknet.parse import Section
+
+    cfg = parse_cfg_text("[net]\nwidth=8\nheight=8\n[avgpool]\n", "net.cfg")
+    yolo = Section(kind="yolo", header="yolo", line=5)
+    context = LayerContext(cfg=cfg, index=1, section=yolo, x=Shape(3, 8, 8), shapes=[],
+                           placements=[])  # fmt: skip
+    with pytest.raises(DarknetCfgError, match=r"^net\.cfg:5: \[yolo\] has no builder$"):
+        build_layer(context)
+
+
 def test_darknet_defaults_and_aliases():
     cfg = parse_cfg_text(
         "[network]\nwidth = 16\nheight=16\nchannels=3\nlearning_rate=0.1\n# comment\n"
