@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from layers import apply_regularizer
-from models import create_backbone, measure_complexity
+from models import create_backbone, group_modules, group_paths, measure_complexity
 from runners.core.record import EpochMetrics, RunRecord, best_metrics
 from runners.data.sampler import EpochShuffleSampler
 from runners.dist import distributed
@@ -69,8 +69,10 @@ def build_model(cfg: Any, num_classes: int) -> tuple[nn.Module, list[str]]:
     reg = cfg.regularizer
     keys = ("scope", "rescale", "gamma", "schedule", "kernel", "window", "burnin", "cbn_mode")
     options = {k: reg.get(k) for k in keys if reg.get(k) is not None}
+    name = cfg.backbone.name
+    groups, paths = group_modules(model, name), group_paths(model, name)
     placements = apply_regularizer(
-        model, cfg.backbone.name, reg.name, reg.groups, options, input_size=cfg.data.image_size
+        model, groups, paths, reg.name, reg.groups, options, input_size=cfg.data.image_size
     )
     return model, placements
 
