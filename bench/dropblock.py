@@ -163,7 +163,7 @@ def bench_layers(device: torch.device, shapes, dtypes, warmup: int, iters: int) 
 def bench_resnet50(device: torch.device, warmup: int, iters: int) -> list[str]:
     """ResNet-50 training step, batch 64, 224x224, bf16 autocast, channels_last: none vs dropblock."""
     from layers import apply_regularizer
-    from models import create_backbone
+    from models import create_backbone, group_modules, group_paths
 
     lines = ["| regularizer | step ms | img/s | vs none |", "|---|---|---|---|"]
     base = None
@@ -174,7 +174,8 @@ def bench_resnet50(device: torch.device, warmup: int, iters: int) -> list[str]:
         model = create_backbone("resnet50", num_classes=1000)
         apply_regularizer(
             model,
-            "resnet50",
+            group_modules(model, "resnet50"),
+            group_paths(model, "resnet50"),
             name,
             {"3": {"p": 0.025, "block_size": 7}, "4": {"p": 0.1, "block_size": 7}},
             {"schedule": "none"},

@@ -6,6 +6,10 @@ CBN everywhere BN was. ``dropblock`` places ``DropBlock2d`` (Ghiasi et al. 2018)
 and on the shortcut of each block of a group with p > 0 (``layers.placement``). ``dropout``
 places element-wise ``nn.Dropout(p)`` (Srivastava et al., JMLR 2014) at the same positions with
 the same rates, so the two compare like for like.
+
+The backbone's group map (group -> stage module and its path) comes in as arguments: the caller
+looks it up in ``models`` (``group_modules``, ``group_paths``), so ``layers`` never imports
+``models``.
 """
 
 from __future__ import annotations
@@ -84,25 +88,32 @@ def regularizer_factories(
 
 def apply_regularizer(
     model: nn.Module,
-    backbone: str,
+    groups: Mapping[int, nn.Module],
+    group_paths: Mapping[int, str],
     name: str,
     group_settings: Mapping[str, Any],
     options: Mapping[str, Any] | None = None,
     input_size: int = 64,
 ) -> list[str]:
-    """Place the named regularizer into ``model`` (built as ``backbone``) in place.
+    """Place the named regularizer into ``model`` in place.
+
+    Args:
+        model: the backbone; CBN conversion traces it with one ``input_size`` image.
+        groups: group number (1..4) -> the stage module of ``model`` (``models.group_modules``).
+        group_paths: group number -> the dotted path of that stage (``models.group_paths``).
+        name: ``none``, ``dropout``, ``dropblock``, ``cbn`` or ``dropblock_cbn``.
+        group_settings: ``regularizer.groups``: group key ``"1"``..``"4"`` -> its p and size.
+        options: regularizer-wide settings (DropBlock's scope, rescale, ...; CBN's window,
+            burnin, cbn_mode).
+        input_size: the side of the example image CBN conversion traces the model with.
 
     Returns ``kind:path`` for every change: ``dropblock:layer3.0.bn1`` (a layer placed after
     that BN), ``cbn:layer1.0.bn2`` (that BN became Cross-Iteration BN), preceded by what the model
     placed itself, if it says so through a ``placements()`` method (a Darknet cfg network).
     """
-    from models import group_modules, group_paths
-
     kind = {"dropblock_cbn": "dropblock"}.get(name, name)
     placed = place_in_groups(
-        group_modules(model, backbone),
-        group_paths(model, backbone),
-        regularizer_factories(name, group_settings, options),
+        groups, group_paths, regularizer_factories(name, group_settings, options)
     )
     # What the model's own definition placed comes first (a Darknet cfg's [dropout] and
     # batch_normalize=2 layers: ``dropblock:layers.12``, ``cmbn:layers.3.bn``).

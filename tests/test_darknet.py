@@ -18,7 +18,7 @@ from torch import nn
 from layers import apply_regularizer
 from layers.cross_iteration_bn import CrossIterationBatchNorm2d
 from layers.drop_block import DropBlock2d
-from models import create_backbone
+from models import create_backbone, group_modules, group_paths
 from models.__main__ import main as models_main
 from models.darknet import DarknetCfgError, DarknetNet, parse_cfg, parse_cfg_text
 from models.darknet.weights import load_weights, save_weights
@@ -113,7 +113,11 @@ def test_group_map_is_stages_by_resolution_and_dropblock_lands_in_groups_3_and_4
         assert {256 // net.info[i].output[1] for i in indices} == {2 ** (group + 1)}
     assert groups[1][-1] == 19 and groups[4][-1] == 80  # 80: last conv before [avgpool]
     placed = apply_regularizer(
-        net, "darknet", "dropblock", {"3": {"p": 0.025}, "4": {"p": 0.1, "block_size": 3}}
+        net,
+        group_modules(net, "darknet"),
+        group_paths(net, "darknet"),
+        "dropblock",
+        {"3": {"p": 0.025}, "4": {"p": 0.1, "block_size": 3}},
     )
     convs_with_bn = {
         i
@@ -134,7 +138,8 @@ def test_cbn_converts_every_batchnorm_of_a_cfg_network(tmp_path):
     path.write_text(WEIGHTS_CFG)
     net = create_backbone("darknet", num_classes=10, cfg=str(path))
     bns = [n for n, m in net.named_modules() if isinstance(m, nn.BatchNorm2d)]
-    placed = apply_regularizer(net, "darknet", "cbn", {}, {"window": 2}, input_size=8)
+    groups, paths = group_modules(net, "darknet"), group_paths(net, "darknet")
+    placed = apply_regularizer(net, groups, paths, "cbn", {}, {"window": 2}, input_size=8)
     # Layer 2's batch_normalize=2 is CmBN already (reported by the cfg, not converted again).
     assert placed == ["cmbn:layers.2.bn", "cbn:layers.0.bn"]
     assert bns == ["layers.0.bn", "layers.2.bn"]
@@ -174,6 +179,27 @@ def test_bad_cfgs_give_one_error_with_the_line(tmp_path, body, line, pattern):
     path.write_text(NET.format(w=32, c=3) + "\n" + body)
     with pytest.raises(DarknetCfgError, match=rf"^{re.escape(str(path))}:{line}: .*{pattern}"):
         DarknetNet(parse_cfg(path))
+
+
+def test_every_section_kind_has_one_registered_builder():
+    from models.darknet.kinds import LAYER_KINDS, register_kind
+    from models.darknet.parse import SECTION_ALIASES
+
+    assert set(LAYER_KINDS) == set(SECTION_ALIASES.values()) - {"net"}
+    with pytest.raises(ValueError, match=r"Darknet layer kind 'route' is registered twice"):
+        register_kind("route")(LAYER_KINDS["route"])
+
+
+def test_a_kind_without_a_builder_names_the_file_and_line():
+    from models.darknet.kinds import LayerContext, Shape, build_layer
+    from models.darknet.parse import Section
+
+    cfg = parse_cfg_text("[net]\nwidth=8\nheight=8\n[avgpool]\n", "net.cfg")
+    yolo = Section(kind="yolo", header="yolo", line=5)
+    context = LayerContext(cfg=cfg, index=1, section=yolo, x=Shape(3, 8, 8), shapes=[],
+                           placements=[])  # fmt: skip
+    with pytest.raises(DarknetCfgError, match=r"^net\.cfg:5: \[yolo\] has no builder$"):
+        build_layer(context)
 
 
 def test_darknet_defaults_and_aliases():

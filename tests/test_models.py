@@ -11,8 +11,20 @@ import torch
 from torch import nn
 
 from layers import apply_regularizer
-from models import create_backbone, get_spec, group_modules, list_backbones, register_backbone
+from models import (
+    create_backbone,
+    get_spec,
+    group_modules,
+    group_paths,
+    list_backbones,
+    register_backbone,
+)
 from tests.conftest import ROOT
+
+
+def _group_map(model, name):
+    """The group modules and paths ``apply_regularizer`` takes, looked up in ``models``."""
+    return group_modules(model, name), group_paths(model, name)
 
 
 def test_registry_lists_and_rejects_unknown_names():
@@ -52,7 +64,9 @@ def test_group_map_and_feature_sizes(name, size, group3, group4):
 
 def test_dropout_is_placed_after_every_bn_and_on_every_shortcut_of_groups_3_and_4():
     model = create_backbone("resnet50", num_classes=10)
-    placed = apply_regularizer(model, "resnet50", "dropout", {"3": {"p": 0.025}, "4": {"p": 0.1}})
+    placed = apply_regularizer(
+        model, *_group_map(model, "resnet50"), "dropout", {"3": {"p": 0.025}, "4": {"p": 0.1}}
+    )
     # ResNet-50: group 3 has 6 bottlenecks, group 4 has 3; each gets 3 BN positions + 1 shortcut.
     assert len(placed) == (6 + 3) * 4
     assert all(p.startswith(("dropout:layer3.", "dropout:layer4.")) for p in placed)
@@ -67,8 +81,11 @@ def test_dropout_is_placed_after_every_bn_and_on_every_shortcut_of_groups_3_and_
 def test_none_and_zero_rates_place_nothing():
     model = create_backbone("tinyresnet", num_classes=10)
     before = str(model)
-    assert apply_regularizer(model, "tinyresnet", "none", {}) == []
-    assert apply_regularizer(model, "tinyresnet", "dropout", {"3": {"p": 0.0}}) == []
+    assert apply_regularizer(model, *_group_map(model, "tinyresnet"), "none", {}) == []
+    assert (
+        apply_regularizer(model, *_group_map(model, "tinyresnet"), "dropout", {"3": {"p": 0.0}})
+        == []
+    )
     assert str(model) == before
 
 
@@ -197,7 +214,11 @@ def test_dropblock_and_cbn_place_themselves_on_csp_backbones(name):
     model = create_backbone(name, num_classes=10)
     groups = get_spec(name).groups
     placed = apply_regularizer(
-        model, name, "dropblock_cbn", {"3": {"p": 0.025}, "4": {"p": 0.1}}, input_size=64
+        model,
+        *_group_map(model, name),
+        "dropblock_cbn",
+        {"3": {"p": 0.025}, "4": {"p": 0.1}},
+        input_size=64,
     )
     drop_paths = [p.split(":", 1)[1] for p in placed if p.startswith("dropblock:")]
     assert drop_paths and all(p.startswith((groups[3] + ".", groups[4] + ".")) for p in drop_paths)

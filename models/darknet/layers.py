@@ -72,7 +72,10 @@ BN_EPS, BN_MOMENTUM = 1e-5, 0.1
 
 
 class DarknetConv(nn.Module):
-    """``[convolutional]``: conv, optional BN (``bn``), activation (``act``)."""
+    """``[convolutional]``: conv, optional BN (``bn``), activation (``act``).
+
+    ``batch_normalize``: 0 none (the conv has a bias), 1 BatchNorm, 2 CmBN.
+    """
 
     def __init__(
         self,
@@ -81,9 +84,10 @@ class DarknetConv(nn.Module):
         size: int,
         stride: tuple[int, int],
         padding: int,
-        groups: int,
-        dilation: int,
-        batch_normalize: int,
+        *,
+        groups: int = 1,
+        dilation: int = 1,
+        batch_normalize: int = 0,
         act: nn.Module,
     ) -> None:
         super().__init__()

@@ -61,6 +61,13 @@ SECTION_ALIASES = {
     "cost": "cost",
 }
 
+#: The stride keys ``[convolutional]`` and ``[maxpool]`` share (-1: take ``stride``).
+_STRIDE_KEYS: dict[str, tuple[Any, Any]] = {
+    "stride": (int, 1),
+    "stride_x": (int, -1),
+    "stride_y": (int, -1),
+}
+
 # Per section: key -> (type, default). ``None`` as default means "required" (Darknet's
 # ``option_find`` without a default exits). Types: int, float, str, "ints" (comma list).
 _SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
@@ -74,9 +81,7 @@ _SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
     "convolutional": {
         "filters": (int, 1),
         "size": (int, 1),
-        "stride": (int, 1),
-        "stride_x": (int, -1),
-        "stride_y": (int, -1),
+        **_STRIDE_KEYS,
         "pad": (int, 0),
         "padding": (int, 0),
         "groups": (int, 1),
@@ -94,9 +99,7 @@ _SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
     },
     "maxpool": {
         "size": (int, None),  # default: stride (resolved in the builder)
-        "stride": (int, 1),
-        "stride_x": (int, -1),
-        "stride_y": (int, -1),
+        **_STRIDE_KEYS,
         "padding": (int, None),  # default: size - 1
     },
     "avgpool": {},
@@ -201,67 +204,68 @@ def _convert(kind: Any, text: str) -> Any:
     return text
 
 
-def parse_cfg_text(text: str, path: str = "<cfg>") -> DarknetCfg:
-    """Parse the text of a cfg file; ``path`` is only used in error messages.
+@dataclass(frozen=True)
+class _Line:
+    """One line of the cfg text, for error messages: ``<path>:<number>: ...``."""
 
-    Raises:
-        DarknetCfgError: on the first line that breaks the grammar, naming ``path`` and the line.
-    """
-    sections: list[Section] = []
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = "".join(raw.split())  # Darknet's strip(): every whitespace character goes
-        if not line or line[0] in "#;":
-            continue
-        if line[0] == "[":
-            if not line.endswith("]"):
-                raise DarknetCfgError(f"{path}:{number}: section header {raw.strip()!r} lacks ']'")
-            header = line[1:-1]
-            kind = SECTION_ALIASES.get(header.lower())
-            if kind is None:
-                close = difflib.get_close_matches(header, list(SECTION_ALIASES), n=2)
-                hint = f"; did you mean {', '.join(f'[{c}]' for c in close)}?" if close else ""
-                raise DarknetCfgError(
-                    f"{path}:{number}: unknown or unsupported section [{header}]; supported: "
-                    f"{', '.join(f'[{s}]' for s in sorted(set(SECTION_ALIASES.values())))}{hint}"
-                )
-            sections.append(Section(kind=kind, header=header, line=number))
-            continue
-        if not sections:
-            raise DarknetCfgError(f"{path}:{number}: {raw.strip()!r} comes before any [section]")
-        section = sections[-1]
-        key, eq, value = line.partition("=")
-        if not eq or not key:
-            raise DarknetCfgError(
-                f"{path}:{number}: [{section.header}]: expected key=value, got {raw.strip()!r}"
-            )
-        if key in section.lines or key in section.unused:
-            first = section.lines.get(key, section.line)
-            raise DarknetCfgError(
-                f"{path}:{number}: [{section.header}] {key}: given twice (first on line {first})"
-            )
-        schema = _SCHEMA[section.kind]
-        if key in schema:
-            kind_of = schema[key][0]
-            try:
-                section.values[key] = _convert(kind_of, value)
-            except ValueError:
-                expected = {"ints": "a comma-separated list of integers", int: "an integer",
-                            float: "a number"}.get(kind_of, "a string")  # fmt: skip
-                raise DarknetCfgError(
-                    f"{path}:{number}: [{section.header}] {key}: expected {expected}, got {value!r}"
-                ) from None
-            section.lines[key] = number
-        elif key in _KNOWN_UNUSED[section.kind]:
-            section.unused[key] = value
-        else:
-            options = sorted(schema) + sorted(_KNOWN_UNUSED[section.kind])
-            close = difflib.get_close_matches(key, options, n=2)
-            hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
-            raise DarknetCfgError(
-                f"{path}:{number}: [{section.header}]: unknown or unsupported key {key!r}; "
-                f"supported: {', '.join(sorted(schema)) or '(none)'}{hint}"
-            )
+    path: str
+    number: int
+    raw: str
 
+    def error(self, message: str) -> DarknetCfgError:
+        return DarknetCfgError(f"{self.path}:{self.number}: {message}")
+
+
+def _header(line: str, at: _Line) -> Section:
+    """The section a ``[header]`` line opens (an alias is mapped to its canonical kind)."""
+    if not line.endswith("]"):
+        raise at.error(f"section header {at.raw.strip()!r} lacks ']'")
+    header = line[1:-1]
+    kind = SECTION_ALIASES.get(header.lower())
+    if kind is None:
+        close = difflib.get_close_matches(header, list(SECTION_ALIASES), n=2)
+        hint = f"; did you mean {', '.join(f'[{c}]' for c in close)}?" if close else ""
+        raise at.error(
+            f"unknown or unsupported section [{header}]; supported: "
+            f"{', '.join(f'[{s}]' for s in sorted(set(SECTION_ALIASES.values())))}{hint}"
+        )
+    return Section(kind=kind, header=header, line=at.number)
+
+
+def _read_key(section: Section, line: str, at: _Line) -> None:
+    """Store one ``key=value`` line of ``section``: a typed value, or a known unused key."""
+    key, eq, value = line.partition("=")
+    if not eq or not key:
+        raise at.error(f"[{section.header}]: expected key=value, got {at.raw.strip()!r}")
+    if key in section.lines or key in section.unused:
+        first = section.lines.get(key, section.line)
+        raise at.error(f"[{section.header}] {key}: given twice (first on line {first})")
+    schema = _SCHEMA[section.kind]
+    if key in schema:
+        kind_of = schema[key][0]
+        try:
+            section.values[key] = _convert(kind_of, value)
+        except ValueError:
+            expected = {"ints": "a comma-separated list of integers", int: "an integer",
+                        float: "a number"}.get(kind_of, "a string")  # fmt: skip
+            raise at.error(
+                f"[{section.header}] {key}: expected {expected}, got {value!r}"
+            ) from None
+        section.lines[key] = at.number
+    elif key in _KNOWN_UNUSED[section.kind]:
+        section.unused[key] = value
+    else:
+        options = sorted(schema) + sorted(_KNOWN_UNUSED[section.kind])
+        close = difflib.get_close_matches(key, options, n=2)
+        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise at.error(
+            f"[{section.header}]: unknown or unsupported key {key!r}; "
+            f"supported: {', '.join(sorted(schema)) or '(none)'}{hint}"
+        )
+
+
+def _assemble(sections: list[Section], path: str) -> DarknetCfg:
+    """Fill Darknet's defaults in and check the layout: ``[net]`` first and only there, layers."""
     if not sections or sections[0].kind != "net":
         where = sections[0].line if sections else 1
         raise DarknetCfgError(f"{path}:{where}: a cfg must start with a [net] section")
@@ -280,6 +284,27 @@ def parse_cfg_text(text: str, path: str = "<cfg>") -> DarknetCfg:
     if not layers:
         raise DarknetCfgError(f"{path}:{net.line}: the cfg has no layers after [net]")
     return DarknetCfg(path=path, net=net, layers=layers)
+
+
+def parse_cfg_text(text: str, path: str = "<cfg>") -> DarknetCfg:
+    """Parse the text of a cfg file; ``path`` is only used in error messages.
+
+    Raises:
+        DarknetCfgError: on the first line that breaks the grammar, naming ``path`` and the line.
+    """
+    sections: list[Section] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = "".join(raw.split())  # Darknet's strip(): every whitespace character goes
+        if not line or line[0] in "#;":
+            continue
+        at = _Line(path, number, raw)
+        if line[0] == "[":
+            sections.append(_header(line, at))
+        elif not sections:
+            raise at.error(f"{raw.strip()!r} comes before any [section]")
+        else:
+            _read_key(sections[-1], line, at)
+    return _assemble(sections, path)
 
 
 def parse_cfg(path: str | Path) -> DarknetCfg:

@@ -7,7 +7,7 @@ from typing import Any
 from torch import nn
 
 from layers import apply_regularizer
-from models import create_backbone
+from models import create_backbone, group_modules, group_paths
 
 __all__ = ["build_model"]
 
@@ -20,7 +20,10 @@ def build_model(cfg: Any, num_classes: int) -> tuple[nn.Module, list[str]]:
     model = create_backbone(cfg.backbone.name, num_classes=num_classes, **dict(cfg.backbone.kwargs))
     reg = cfg.regularizer
     options = {k: reg.get(k) for k in _OPTIONS if reg.get(k) is not None}
+    # The group map comes from the model registry; the placement itself knows no backbone.
+    name = cfg.backbone.name
+    groups, paths = group_modules(model, name), group_paths(model, name)
     placements = apply_regularizer(
-        model, cfg.backbone.name, reg.name, reg.groups, options, input_size=cfg.data.image_size
+        model, groups, paths, reg.name, reg.groups, options, input_size=cfg.data.image_size
     )
     return model, placements
