@@ -10,7 +10,7 @@ Files (all rewritten on every call, so the latest worker to finish leaves the co
   block size): Optuna's matplotlib plots (Agg backend, no display needed);
 - ``RESULTS.md``: the run records' tables (``reports.write_results``), as for any study.
 
-A study directory is recognised by its ``optuna_study.json`` (``runners.search.settings``).
+A study directory is recognised by its ``optuna_study.json`` (``runners.core.study_settings``).
 That file is data: the storage URL written in it is opened only when it is a file inside the
 study directory; any other storage (a database server) must be passed by the caller (the
 sweeper, or ``python -m reports --storage URL``). Run records are read only from the trial
@@ -32,7 +32,7 @@ import yaml
 from runners.core.atomic_write import atomic_write, remove_orphans
 from runners.core.job_lock import report_lock
 from runners.core.record import RECORD_NAME
-from runners.search.settings import SETTINGS_NAME, StudySettings, objective_metric
+from runners.core.study_settings import SETTINGS_NAME, StudySettings, objective_metric
 
 __all__ = ["is_study_dir", "write_study_summary"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from runners.search.settings import StudySettings
+from runners.core.study_settings import StudySettings
 from runners.search.space import SearchSpaceError, format_value, parse_search_space
 
 

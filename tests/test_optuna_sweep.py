@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 
 from reports.wandb_offline import find_offline_runs, read_offline_run
 from runners.core.record import load_record
-from runners.search.settings import StudySettings
+from runners.core.study_settings import StudySettings
 from tests.conftest import ROOT, run_cli
 
 TINY_CLI = ["data.train_per_class=6", "data.val_per_class=3", "device=cpu"]

@@ -6,7 +6,7 @@ import optuna
 import pytest
 
 from runners.core.record import EpochMetrics, RunRecord
-from runners.search.settings import StudySettings
+from runners.core.study_settings import StudySettings
 from runners.search.trial import PrunedByOptuna, TrialReporter
 
 

@@ -151,7 +151,7 @@ def test_task_views_show_the_metrics_each_task_records():
     from reports.tasks import TASK_VIEWS, metric_view, task_view
     from runners.config.schema import PRIMARY_METRIC
     from runners.core.record import DEFAULT_TASK, TASK_METRICS
-    from runners.search.settings import objective_metric
+    from runners.core.study_settings import objective_metric
 
     assert set(TASK_VIEWS) == set(TASK_METRICS) == set(PRIMARY_METRIC)
     for task, view in TASK_VIEWS.items():

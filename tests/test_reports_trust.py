@@ -14,7 +14,7 @@ import optuna
 import pytest
 
 from reports.__main__ import main
-from runners.search.settings import StudySettings
+from runners.core.study_settings import StudySettings
 from tests.conftest import ROOT
 from tests.reports_fixture import _config, _record
 

@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 from runners.core import redact as redact_module
 from runners.core.record import load_record
 from runners.core.redact import redact, split_password, with_password
-from runners.search.settings import PASSWORD_ENV, StudySettings
+from runners.core.study_settings import PASSWORD_ENV, StudySettings
 from tests.conftest import ROOT, TINY, run_cli
 
 TINY_WANDB = [o for o in TINY if not o.startswith("logger=")]

@@ -18,7 +18,7 @@ How one command runs a study:
 A password in the storage URL is taken out before anything is written: ``multirun.yaml``, the
 jobs' ``.hydra/`` files and ``optuna_study.json`` get the URL as ``user:***@`` (or without it),
 and the jobs read the password from the environment variable
-``runners.search.settings.PASSWORD_ENV``, which this process sets and every launcher passes on.
+``runners.core.study_settings.PASSWORD_ENV``, which this process sets and every launcher passes on.
 
 Running the same command again (or on another machine against the same storage) joins the same
 study: ``n_trials`` is the study's total, so a finished study launches nothing and an interrupted
@@ -51,7 +51,7 @@ from runners.app import sweep_outcome
 from runners.config import ConfigError
 from runners.core import redact
 from runners.core.record import RECORD_NAME, load_record
-from runners.search.settings import (
+from runners.core.study_settings import (
     HEARTBEAT_INTERVAL_S,
     PASSWORD_ENV,
     StudySettings,

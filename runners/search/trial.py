@@ -22,7 +22,7 @@ import os
 from typing import Any
 
 from runners.core.record import RunRecord
-from runners.search.settings import StudySettings, objective_metric
+from runners.core.study_settings import StudySettings, objective_metric
 
 __all__ = ["ENV_SETTINGS", "ENV_TRIAL_ID", "PrunedByOptuna", "TrialReporter", "trial_from_env"]
 
