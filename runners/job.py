@@ -94,7 +94,7 @@ def _prepare(
     )
     if plan.action == "skip":
         return plan, None
-    if plan.previous is not None:
+    if (job_dir / RECORD_NAME).is_file():  # an earlier run, readable or not: say what happens
         log.info("rerunning %s (%s): %s", job_dir, plan.action, plan.reason)
     checkpoint = None
     if plan.action == "resume" and cfg.checkpoint.enabled and cfg.checkpoint.resume:
