@@ -177,3 +177,12 @@ def test_epoch_order_is_a_function_of_seed_and_epoch_and_can_start_midway():
     assert list(EpochShuffleSampler(10, seed=1).order(2)) == full
     with pytest.raises(ValueError, match="start must be"):
         sampler.set_epoch(1, start=11)
+
+
+def test_the_epoch_order_and_rank_seeds_keep_their_formula():
+    """Data order and rank seeds are part of what a seed means: pinned to the formula."""
+    from runners.dist.distributed import _rank_seed
+
+    expected = torch.randperm(10, generator=torch.Generator().manual_seed(1 * 1_000_003 + 2))
+    assert list(EpochShuffleSampler(10, seed=1).order(2)) == expected.tolist()
+    assert _rank_seed(7, 0) == 7 and _rank_seed(7, 3) == 7 * 1_000_003 + 3

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import Sampler
 
+from runners.core.seeds import derived_seed
+
 __all__ = ["EpochShuffleSampler"]
 
 
@@ -31,7 +33,7 @@ class EpochShuffleSampler(Sampler[int]):
         self.epoch, self.start = epoch, start
 
     def order(self, epoch: int) -> torch.Tensor:
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        generator = torch.Generator().manual_seed(derived_seed(self.seed, epoch))
         return torch.randperm(self.size, generator=generator)
 
     def __iter__(self) -> Iterator[int]:

@@ -41,6 +41,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from runners.config import ConfigError
+from runners.core.seeds import derived_seed
 
 __all__ = [
     "ShardSampler",
@@ -257,8 +258,8 @@ class ShardSampler(Sampler[int]):
 
 
 def _rank_seed(seed: int, rank: int) -> int:
-    # Distinct per rank, and never equal to another run's rank-0 seed for small seeds.
-    return (seed * 1_000_003 + rank) % 2**63 if rank else seed
+    """Rank 0 keeps the run's seed (a one-process run is unchanged); others derive their own."""
+    return derived_seed(seed, rank) if rank else seed
 
 
 def _loader(loader: DataLoader, batch_size: int, sampler: Sampler, generator: Any) -> DataLoader:
