@@ -104,3 +104,13 @@ def test_the_missions_command(tmp_path, data_cache):
         assert record.placements and all(p.startswith(f"{kind}:") for p in record.placements)
     text = (sweep / "RESULTS.md").read_text()
     assert "| dropblock " in text and "| cbn " in text
+
+
+def test_help_lists_only_real_options():
+    """The schemas (``base_<group>``) are stored without a group, so ``--help`` and the option
+    lists of errors name only what a user can choose."""
+    result = run_cli("--help")
+    assert result.returncode == 0, result.stderr[-2000:]
+    groups = result.stdout.split("== Configuration groups ==")[1].split("== Config ==")[0]
+    assert "base_" not in groups
+    assert "regularizer: cbn, dropblock, dropblock_cbn, dropout, none" in groups

@@ -27,7 +27,7 @@ def _first_line(text: str) -> str:
 def _missing_option(err: MissingConfigException) -> ConfigError:
     missing = err.missing_cfg_file or ""
     group, _, option = missing.rpartition("/")
-    options = sorted(o for o in (err.options or []) if not o.startswith("base_"))
+    options = sorted(err.options or [])
     if not group or not options:
         return ConfigError(_first_line(str(err)))
     close = difflib.get_close_matches(option, options, n=3)

@@ -322,19 +322,19 @@ class Config:
 
 
 def register_configs() -> None:
-    """Store the schemas so YAML options can extend them (``defaults: [base_<group>]``), and
+    """Store the schemas so YAML options can extend them (``defaults: [/base_<group>@_here_]``: stored without a group, so ``--help`` lists only real options), and
     register the resolvers ``conf/config.yaml`` uses for its directories (``runners.config.paths``)."""
     from runners.config.paths import register_resolvers
 
     register_resolvers()
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=Config)
-    cs.store(group="task", name="base_task", node=TaskConfig)
-    cs.store(group="data", name="base_data", node=DataConfig)
-    cs.store(group="backbone", name="base_backbone", node=BackboneConfig)
-    cs.store(group="regularizer", name="base_regularizer", node=RegularizerConfig)
-    cs.store(group="optim", name="base_optim", node=OptimConfig)
-    cs.store(group="logger", name="base_logger", node=LoggerConfig)
+    cs.store(name="base_task", node=TaskConfig)
+    cs.store(name="base_data", node=DataConfig)
+    cs.store(name="base_backbone", node=BackboneConfig)
+    cs.store(name="base_regularizer", node=RegularizerConfig)
+    cs.store(name="base_optim", node=OptimConfig)
+    cs.store(name="base_logger", node=LoggerConfig)
 
 
 def resolved_container(cfg: DictConfig) -> dict[str, Any]:
