@@ -6,77 +6,23 @@ Needs the server binaries (Debian: ``apt-get install postgresql``) and a driver
 
 from __future__ import annotations
 
-import getpass
-import glob
 import os
-import pwd
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT
+from tests.postgres_server import throwaway_postgres
 from tests.test_optuna_sweep import TINY_CLI, TWO_PARAMS
-
-
-def _server_binary(name: str) -> str | None:
-    found = shutil.which(name)
-    if found:
-        return found
-    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
-    return candidates[-1] if candidates else None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A throwaway PostgreSQL cluster on 127.0.0.1 (trust auth), stopped and removed after."""
-    pytest.importorskip(
-        "psycopg", reason="no PostgreSQL driver (psycopg 3): pip install -e '.[postgres]'"
-    )
-    initdb, pg_ctl = _server_binary("initdb"), _server_binary("pg_ctl")
-    if not (initdb and pg_ctl):
-        pytest.skip(
-            "PostgreSQL server binaries (initdb, pg_ctl) not found: apt-get install postgresql"
-        )
-    # initdb refuses to run as root; as root, run the server as Debian's `postgres` user.
-    prefix: list[str] = []
-    user = getpass.getuser()
-    base = Path(tempfile.mkdtemp(prefix="optuna-pg-"))
-    if os.geteuid() == 0:
-        try:
-            owner = pwd.getpwnam("postgres")
-        except KeyError:
-            pytest.skip("running as root and there is no 'postgres' user to run the server as")
-        prefix, user = ["runuser", "-u", "postgres", "--"], "postgres"
-        os.chown(base, owner.pw_uid, owner.pw_gid)
-    data, port = base / "data", _free_port()
-
-    def run(*args: str) -> None:
-        subprocess.run([*prefix, *args], check=True, capture_output=True, text=True, timeout=120)
-
-    run(initdb, "-D", str(data), "--auth=trust", f"--username={user}", "--encoding=UTF8")
-    options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off"
-    run(pg_ctl, "-D", str(data), "-l", str(base / "server.log"), "-o", options, "-w", "start")
-    try:
-        yield f"postgresql+psycopg://{user}@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run(
-            [*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "stop"],
-            capture_output=True,
-            timeout=60,
-        )
-        shutil.rmtree(base, ignore_errors=True)
+    with throwaway_postgres() as url:
+        yield url
 
 
 def test_two_workers_share_a_study_on_postgres(tmp_path, data_cache, postgres_url):

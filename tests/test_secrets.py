@@ -4,12 +4,7 @@ output, or in an error message."""
 
 from __future__ import annotations
 
-import getpass
 import os
-import pwd
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +18,7 @@ from runners.core.record import load_record
 from runners.core.redact import redact, split_password, with_password
 from runners.core.study_settings import PASSWORD_ENV, StudySettings
 from tests.conftest import ROOT, TINY, run_cli
+from tests.postgres_server import throwaway_postgres
 
 TINY_WANDB = [o for o in TINY if not o.startswith("logger=")]
 
@@ -175,48 +171,9 @@ def test_a_malformed_storage_url_is_one_line_without_its_password(tmp_path):
 def postgres_with_password() -> Iterator[tuple[str, str]]:
     """A throwaway PostgreSQL cluster on 127.0.0.1 that authenticates with a password
     (scram-sha-256); yields (URL without the password, password)."""
-    from tests.test_optuna_postgres import _free_port, _server_binary
-
-    pytest.importorskip(
-        "psycopg", reason="no PostgreSQL driver (psycopg 3): pip install -e '.[postgres]'"
-    )
-    initdb, pg_ctl = _server_binary("initdb"), _server_binary("pg_ctl")
-    if not (initdb and pg_ctl):
-        pytest.skip(
-            "PostgreSQL server binaries (initdb, pg_ctl) not found: apt-get install postgresql"
-        )
-    prefix: list[str] = []
-    user = getpass.getuser()
-    base = Path(tempfile.mkdtemp(prefix="optuna-pgpw-"))
     password = "Pg-s3cret_" + os.urandom(6).hex()
-    (base / "pw").write_text(password + "\n")
-    if os.geteuid() == 0:  # initdb refuses root: run the server as Debian's `postgres` user
-        try:
-            owner = pwd.getpwnam("postgres")
-        except KeyError:
-            pytest.skip("running as root and there is no 'postgres' user to run the server as")
-        prefix, user = ["runuser", "-u", "postgres", "--"], "postgres"
-        for path in (base, base / "pw"):
-            os.chown(path, owner.pw_uid, owner.pw_gid)
-    data, port = base / "data", _free_port()
-
-    def run(*args: str) -> None:
-        subprocess.run([*prefix, *args], check=True, capture_output=True, text=True, timeout=120)
-
-    run(initdb, "-D", str(data), "--auth=scram-sha-256", f"--pwfile={base / 'pw'}",
-        f"--username={user}", "--encoding=UTF8")  # fmt: skip
-    (base / "pw").unlink()
-    options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off"
-    run(pg_ctl, "-D", str(data), "-l", str(base / "server.log"), "-o", options, "-w", "start")
-    try:
-        yield f"postgresql+psycopg://{user}@127.0.0.1:{port}/postgres", password
-    finally:
-        subprocess.run(
-            [*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "stop"],
-            capture_output=True,
-            timeout=60,
-        )
-        shutil.rmtree(base, ignore_errors=True)
+    with throwaway_postgres(password) as url:
+        yield url, password
 
 
 def test_a_password_in_the_storage_url_is_used_and_written_nowhere(
