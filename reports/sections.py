@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from reports.deltas import Baseline, delta_table
+from reports.deltas import Baseline, delta_cells, delta_table, family_note
+from reports.interaction_table import interaction_cells, interaction_table
 from reports.model_table import model_table
 from reports.options import ReportOptions
 from reports.plots import plot_learning_curves, plot_metric_vs_columns, slug
@@ -136,9 +137,28 @@ def _metric_tables(
     name = metric_view(metric).title
     table = pivot_metric(group, options.rows, options.columns, metric)
     lines = [f"### {name}", "", _markdown(table), ""]
-    if base is not None:
-        deltas = delta_table(group, options.pivot(metric), base, options.confidence)
-        lines += [f"### {name}: difference from {base}", "", _markdown(deltas), ""]
+    if base is None:
+        return lines
+    pivot = options.pivot(metric)
+    cells = delta_cells(group, pivot, base, options.confidence)
+    deltas = delta_table(group, pivot, base, options.confidence, cells)
+    lines += [f"### {name}: difference from {base}", "", _markdown(deltas), ""]
+    lines += [family_note([c.delta for c in cells], "Differences"), ""]
+    interactions = interaction_cells(group, pivot, base, options.confidence)
+    if interactions:
+        table = interaction_table(group, pivot, base, interactions)
+        level_key = pivot.columns if base.key == pivot.rows else pivot.rows
+        lines += [
+            f"### {name}: interaction with {level_key}",
+            "",
+            f"Each cell: (arm − {base.value}) at the larger {level_key} minus (arm − "
+            f"{base.value}) at the smaller; positive: the arm gains more from the larger level.",
+            "",
+            _markdown(table),
+            "",
+            family_note([c.delta for c in interactions], "Interactions"),
+            "",
+        ]
     return lines
 
 

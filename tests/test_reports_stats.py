@@ -15,7 +15,7 @@ from reports import (
     left_out_reasons,
     welch_delta,
 )
-from reports.deltas import format_delta
+from reports.deltas import family_note, format_delta
 from tests.reports_fixture import CLASSIFY, write_fixture
 
 
@@ -68,19 +68,47 @@ def test_too_few_runs_give_no_interval():
         welch_delta([1.0, 2.0], [1.0, 3.0], 95)
 
 
-def test_fixture_deltas_equal_scipy(tmp_path):
+def test_fixture_deltas_are_paired_and_equal_scipy(tmp_path):
+    # The fixture's arms share seeds 0-2: each delta is scipy's paired t, Holm-adjusted over the
+    # table's two comparisons (issue 15).
     runs = collect_runs([write_fixture(tmp_path)])
     used = runs[(left_out_reasons(runs) == "") & (runs["task"] == "classify")]
     cells = delta_cells(
         used, MetricPivot("regularizer", "batch", "top1"), Baseline("regularizer", "none")
     )
     assert [(c.row, c.column) for c in cells] == [("dropblock", (64, 16)), ("dropblock", (512, 16))]
+    raw_p = []
+    for cell in cells:
+        batch = cell.column[0]
+        arm = [CLASSIFY[("dropblock", batch, seed)] for seed in range(3)]
+        base = [CLASSIFY[("none", batch, seed)] for seed in range(3)]
+        result = stats.ttest_rel(arm, base)
+        ci = result.confidence_interval()
+        assert cell.delta.test == "paired t" and cell.delta.n == 3
+        assert (cell.delta.p, cell.delta.low, cell.delta.high) == pytest.approx(
+            (result.pvalue, ci.low, ci.high)
+        )
+        raw_p.append(result.pvalue)
+    adjusted = [min(1.0, 2 * min(raw_p)), max(min(1.0, 2 * min(raw_p)), max(raw_p))]
+    by_size = sorted(range(2), key=lambda i: raw_p[i])
+    for rank, i in enumerate(by_size):
+        assert cells[i].delta.p_adjusted == pytest.approx(adjusted[rank])
+        text = format_delta(cells[i].delta)
+        assert text.startswith("**") == (adjusted[rank] < 0.05)
+
+
+def test_an_unpaired_study_falls_back_to_welch_and_says_so(tmp_path):
+    runs = collect_runs([write_fixture(tmp_path)])
+    used = runs[(left_out_reasons(runs) == "") & (runs["task"] == "classify")].copy()
+    used.loc[used["regularizer"] == "dropblock", "seed"] += 100  # no seed shared any more
+    pivot = MetricPivot("regularizer", "batch", "top1")
+    cells = delta_cells(used, pivot, Baseline("regularizer", "none"))
     for cell in cells:
         batch = cell.column[0]
         arm = [v for (r, b, _), v in CLASSIFY.items() if (r, b) == ("dropblock", batch)]
         base = [v for (r, b, _), v in CLASSIFY.items() if (r, b) == ("none", batch)]
         p, low, high, _df = _scipy(arm, base)
+        assert cell.delta.test == "Welch t"
         assert (cell.delta.p, cell.delta.low, cell.delta.high) == pytest.approx((p, low, high))
-        text = format_delta(cell.delta)
-        assert text.startswith("**") == (low > 0 or high < 0)
-        assert f"[{low:+.1f}, {high:+.1f}] p={p:.3f}" in text
+    note = family_note([c.delta for c in cells], "Differences")
+    assert "Welch t (the sides share fewer than two seeds)" in note and "2 comparisons" in note
