@@ -12,6 +12,7 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from reports.claims import Claim
 from reports.collect import COLUMNS, DETECTION_METRICS
 from reports.deltas import Baseline, parse_baseline
 from reports.tables import MetricPivot, check_key, parse_pivot
@@ -34,6 +35,7 @@ class ReportOptions:
         include_stale: tabulate runs of an older code version instead of leaving them out.
         confidence: the coverage of the difference intervals.
         plots: draw the PNG plots (and read the per-epoch metrics they need).
+        claims: pre-registered claims the Findings check by name (:mod:`reports.claims`).
     """
 
     rows: str = "regularizer"
@@ -44,10 +46,12 @@ class ReportOptions:
     include_stale: bool = False
     confidence: float = 0.95
     plots: bool = True
+    claims: Sequence[Claim] = ()
 
     def __post_init__(self) -> None:
         if self.metrics is not None:  # a list from argparse or a config: frozen as a tuple
             object.__setattr__(self, "metrics", tuple(self.metrics))
+        object.__setattr__(self, "claims", tuple(self.claims))
 
     def with_pivot(self, pivot: str | None) -> ReportOptions:
         """These options with ``pivot="ROWS,COLUMNS"`` as the rows and columns (when given).

@@ -10,13 +10,17 @@ Every entry point (``python -m reports``, the multirun callback, the Optuna swee
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import pandas as pd
 
+from reports.analysis import analyse
+from reports.claims import Claim, claims_in_records
 from reports.collect import curves_table, load_records, runs_table
+from reports.findings import findings_section
 from reports.options import METRICS, ReportOptions
 from reports.sections import (
     PlotTarget,
@@ -88,9 +92,12 @@ def render_results(
     reasons = left_out_reasons(runs, options.include_stale, stale)
     used = runs[reasons == ""]
     plots = None if plots_dir is None else PlotTarget(Path(plots_dir), plots_link, curves)
+    analyses = analyse(used, options, base)
+    pivot_keys = (options.rows, options.columns)
     lines = [
         *summary_section(runs, reasons, stale, len(unreadable), options),
-        *setting_sections(used, options, base, plots),
+        *findings_section(analyses, base, pivot_keys, options.claims),
+        *setting_sections(analyses, options, base, plots),
         *model_sections(used, options.rows, options.columns, base),
         *left_out_section(runs, reasons, stale, unreadable, None if root is None else Path(root)),
         *how_to_read(options.confidence),
@@ -109,9 +116,14 @@ def write_records(
     """Write RESULTS.md (and ``plots/`` beside it) for already loaded records; returns ``out``.
 
     ``options``: see :class:`ReportOptions`; ``root`` and ``unreadable``: see
-    :func:`render_results`.
+    :func:`render_results`. Without ``options.claims``, the claims the records' configs
+    pre-register are checked.
     """
     options = options or ReportOptions()
+    if not options.claims:
+        options = dataclasses.replace(
+            options, claims=claims_in_records([r.config for r in records])
+        )
     target = Path(out)
     runs = runs_table(records)
     # Writers of one study directory take turns; the one writing may remove what a killed
@@ -144,13 +156,15 @@ def write_results(
     include_stale: bool = False,
     plots: bool = True,
     confidence: float = 0.95,
+    claims: Sequence[Claim] | None = None,
 ) -> Path:
     """Collect the records under ``paths`` (recursively) and write RESULTS.md to ``out``.
 
     The entry point of the CLI, the multirun callback and the Optuna sweeper. The options are
     :class:`ReportOptions`'s; ``pivot="ROWS,COLUMNS"`` overrides ``rows`` and ``columns``. Run
     directories are shown relative to the first path. A record that cannot be read is listed
-    under "Runs left out" as ``unreadable``, with the reason. Returns ``out``.
+    under "Runs left out" as ``unreadable``, with the reason. ``claims``: checked in the
+    Findings; ``None``: those the records' configs pre-register. Returns ``out``.
     """
     paths = list(paths)
     first = Path(paths[0]) if paths else None
@@ -167,5 +181,6 @@ def write_results(
         include_stale=include_stale,
         confidence=confidence,
         plots=plots,
+        claims=claims or (),
     ).with_pivot(pivot)
     return write_records(records, out=out, options=options, root=root, unreadable=unreadable)

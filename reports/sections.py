@@ -11,17 +11,19 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import groupby
 from pathlib import Path
 
 import pandas as pd
 
-from reports.deltas import Baseline, delta_cells, delta_table, family_note
-from reports.interaction_table import interaction_cells, interaction_table
+from reports.analysis import SETTING_KEYS, MetricAnalysis, describe_setting
+from reports.deltas import Baseline, delta_table, family_note
+from reports.interaction_table import interaction_table
 from reports.model_table import model_table
 from reports.options import ReportOptions
 from reports.plots import plot_learning_curves, plot_metric_vs_columns, slug
 from reports.tables import arm_keys, column_label, pivot_metric
-from reports.tasks import metric_view, task_view
+from reports.tasks import metric_view
 from runners.core.job_lock import is_locked
 
 __all__ = [
@@ -35,8 +37,6 @@ __all__ = [
     "summary_section",
 ]
 
-#: Keys that define a comparable setting: runs differing here never share a table.
-SETTING_KEYS = ("task", "data", "backbone", "epochs")
 #: Reasons a run is left out, in the order the summary counts them.
 LEFT_OUT = ("failed", "diverged", "pruned", "running", "stale")
 
@@ -101,77 +101,62 @@ def summary_section(
     return lines
 
 
-def _section_metrics(group: pd.DataFrame, metrics: Sequence[str] | None, task: object) -> list:
-    present = [m for m in (metrics or ()) if group[m].notna().any()]
-    if present:
-        return present
-    defaults = task_view(task).shown
-    return [m for m in defaults if group[m].notna().any()] or list(defaults[:1])
-
-
 def setting_sections(
-    used: pd.DataFrame, options: ReportOptions, base: Baseline | None, plots: PlotTarget | None
+    analyses: Sequence[MetricAnalysis],
+    options: ReportOptions,
+    base: Baseline | None,
+    plots: PlotTarget | None,
 ) -> list[str]:
-    """Per setting (:data:`SETTING_KEYS`), per metric: the pivot and the differences from
-    ``base``; then the plots of the setting's first metric (none when ``plots`` is ``None``)."""
-    lines = []
-    for setting, group in used.groupby(list(SETTING_KEYS), dropna=False, sort=True):
-        lines += [f"## {_describe(setting)}", ""]
-        metrics = _section_metrics(group, options.metrics, setting[0])
-        for metric in metrics:
-            lines += _metric_tables(group, metric, options, base)
+    """Per setting (:data:`SETTING_KEYS`), per metric: the pivot, the differences from ``base``
+    and the interactions; then the plots of the setting's first metric (none when ``plots`` is
+    ``None``)."""
+    lines: list[str] = []
+    for _setting, same in groupby(analyses, key=lambda a: a.setting):
+        same = list(same)
+        lines += [f"## {same[0].described}", ""]
+        for analysis in same:
+            lines += _metric_tables(analysis, options, base)
         if plots is not None:
-            lines += _plot_lines(group, setting, metrics[0], options, plots)
+            lines += _plot_lines(same[0], options, plots)
     return lines
 
 
-def _describe(setting: tuple) -> str:
-    """``task=classify, data=synthetic, backbone=tinyresnet, epochs=3``."""
-    return ", ".join(f"{k}={v}" for k, v in zip(SETTING_KEYS, setting, strict=True))
-
-
 def _metric_tables(
-    group: pd.DataFrame, metric: str, options: ReportOptions, base: Baseline | None
+    analysis: MetricAnalysis, options: ReportOptions, base: Baseline | None
 ) -> list[str]:
-    """One metric of one setting: its pivot, and its differences from ``base`` (if any)."""
-    name = metric_view(metric).title
+    """One metric of one setting: its pivot, its differences from ``base`` and the
+    interactions (when there is a baseline and two levels)."""
+    name, group, metric = metric_view(analysis.metric).title, analysis.runs, analysis.metric
     table = pivot_metric(group, options.rows, options.columns, metric)
     lines = [f"### {name}", "", _markdown(table), ""]
     if base is None:
         return lines
     pivot = options.pivot(metric)
-    cells = delta_cells(group, pivot, base, options.confidence)
-    deltas = delta_table(group, pivot, base, options.confidence, cells)
+    deltas = delta_table(group, pivot, base, options.confidence, analysis.deltas)
     lines += [f"### {name}: difference from {base}", "", _markdown(deltas), ""]
-    lines += [family_note([c.delta for c in cells], "Differences"), ""]
-    interactions = interaction_cells(group, pivot, base, options.confidence)
-    if interactions:
-        table = interaction_table(group, pivot, base, interactions)
-        level_key = pivot.columns if base.key == pivot.rows else pivot.rows
-        lines += [
-            f"### {name}: interaction with {level_key}",
-            "",
-            f"Each cell: (arm − {base.value}) at the larger {level_key} minus (arm − "
-            f"{base.value}) at the smaller; positive: the arm gains more from the larger level.",
-            "",
-            _markdown(table),
-            "",
-            family_note([c.delta for c in interactions], "Interactions"),
-            "",
-        ]
-    return lines
+    lines += [family_note([c.delta for c in analysis.deltas], "Differences"), ""]
+    if not analysis.interactions:
+        return lines
+    level_key = pivot.columns if base.key == pivot.rows else pivot.rows
+    return [
+        *lines,
+        f"### {name}: interaction with {level_key}",
+        "",
+        f"Each cell: (arm − {base.value}) at the larger {level_key} minus (arm − {base.value}) "
+        "at the smaller; positive: the arm gains more from the larger level.",
+        "",
+        _markdown(interaction_table(group, pivot, base, analysis.interactions)),
+        "",
+        family_note([c.delta for c in analysis.interactions], "Interactions"),
+        "",
+    ]
 
 
-def _plot_lines(
-    group: pd.DataFrame,
-    setting: tuple,
-    metric: str,
-    options: ReportOptions,
-    plots: PlotTarget,
-) -> list[str]:
-    """Draw ``metric`` of one setting against the columns and, given curves, per epoch; the
-    markdown that shows both (PNG names derived from the setting)."""
-    stem, described = slug(*setting, metric), _describe(setting)
+def _plot_lines(analysis: MetricAnalysis, options: ReportOptions, plots: PlotTarget) -> list[str]:
+    """Draw the analysis' metric of its setting against the columns and, given curves, per
+    epoch; the markdown that shows both (PNG names derived from the setting)."""
+    group, setting, metric = analysis.runs, analysis.setting, analysis.metric
+    stem, described = slug(*setting, metric), describe_setting(setting)
     pivot, columns = options.pivot(metric), options.columns
     vs = plot_metric_vs_columns(
         group, pivot, plots.directory / f"{stem}-vs-{columns}.png", f"{described}: {metric}"
