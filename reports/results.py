@@ -14,6 +14,7 @@ import dataclasses
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -22,6 +23,7 @@ from reports.claims import Claim, claims_in_records
 from reports.collect import curves_table, load_records, runs_table
 from reports.findings import findings_section
 from reports.options import METRICS, ReportOptions
+from reports.results_csv import results_frame
 from reports.sections import (
     PlotTarget,
     how_to_read,
@@ -38,7 +40,9 @@ from runners.core.record import RunRecord
 __all__ = [
     "METRICS",
     "ReportOptions",
+    "csv_path",
     "left_out_reasons",
+    "render_report",
     "render_results",
     "write_records",
     "write_results",
@@ -62,7 +66,7 @@ def left_out_reasons(
     return reasons
 
 
-def render_results(
+def render_report(
     runs: pd.DataFrame,
     options: ReportOptions | None = None,
     *,
@@ -71,8 +75,9 @@ def render_results(
     plots_link: str = "plots",
     root: str | os.PathLike[str] | None = None,
     unreadable: Sequence[tuple[os.PathLike[str] | str, str]] = (),
-) -> str:
-    """The markdown text of RESULTS.md for the runs table of :func:`reports.collect.runs_table`.
+) -> tuple[str, pd.DataFrame]:
+    """RESULTS.md's markdown and results.csv's table for the runs table of
+    :func:`reports.collect.runs_table`; both come from one analysis (:mod:`reports.analysis`).
 
     Args:
         options: the pivot, metrics, baseline, ... (default: :class:`ReportOptions`'s).
@@ -102,7 +107,12 @@ def render_results(
         *left_out_section(runs, reasons, stale, unreadable, None if root is None else Path(root)),
         *how_to_read(options.confidence),
     ]
-    return "\n".join(lines)
+    return "\n".join(lines), results_frame(analyses, pivot_keys, base)
+
+
+def render_results(runs: pd.DataFrame, options: ReportOptions | None = None, **kwargs: Any) -> str:
+    """The markdown text of RESULTS.md (:func:`render_report`'s first half)."""
+    return render_report(runs, options, **kwargs)[0]
 
 
 def write_records(
@@ -131,7 +141,7 @@ def write_records(
     with report_lock(target.parent):
         remove_orphans(target.parent)
         remove_orphans(target.parent / "plots")
-        text = render_results(
+        text, table = render_report(
             runs,
             options,
             curves=curves_table(records) if options.plots else None,
@@ -140,7 +150,13 @@ def write_records(
             unreadable=unreadable,
         )
         atomic_write(target, text)
+        atomic_write(csv_path(target), table.to_csv(index=False))
     return target
+
+
+def csv_path(results_md: Path) -> Path:
+    """``results.csv`` beside ``RESULTS.md`` (``<stem, lower case>.csv`` for another name)."""
+    return results_md.with_name(results_md.stem.lower() + ".csv")
 
 
 def write_results(
