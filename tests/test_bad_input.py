@@ -11,7 +11,7 @@ from runners.config import ConfigError
 from runners.config.preflight import compose
 from runners.core.record import load_record
 from runners.data.images import DataError, read_rgb
-from tests.conftest import ROOT, TINY, run_cli
+from tests.conftest import ROOT, TINY, TINY_COMMON, run_cli
 
 
 def _options(group: str) -> str:
@@ -108,7 +108,7 @@ def test_same_errors_from_the_config_layer(overrides, message):
 def test_missing_dataset_directory_names_it(tmp_path):
     root = tmp_path / "imagenet"
     result = run_cli(
-        *TINY, "data=imagefolder", f"data.root={root}", f"hydra.run.dir={tmp_path / 'job'}"
+        *TINY_COMMON, "data=imagefolder", f"data.root={root}", f"hydra.run.dir={tmp_path / 'job'}"
     )
     assert result.returncode == 2
     line = _error_line(result.stderr)
@@ -132,7 +132,7 @@ def test_truncated_image_fails_the_run_naming_the_file(tmp_path):
     broken.write_bytes(broken.read_bytes()[:60])
     job = tmp_path / "job"
     result = run_cli(
-        *TINY, "data=imagefolder", f"data.root={root}", "data.image_size=32", "data.workers=1",
+        *TINY_COMMON, "data=imagefolder", f"data.root={root}", "data.image_size=32", "data.workers=1",
         "batch=4", f"hydra.run.dir={job}",
     )  # fmt: skip
     assert result.returncode == 1, result.stderr[-3000:]

@@ -10,7 +10,7 @@ import pytest
 
 from runners.config import ConfigError
 from runners.config.paths import NAME_MAX, job_dirname, plain_name
-from tests.conftest import ROOT, TINY, run_cli
+from tests.conftest import ROOT, TINY, TINY_COMMON, run_cli
 
 
 def _studies() -> str:
@@ -63,7 +63,7 @@ def test_plain_name_accepts(study):
 ORDINARY = [
     ["batch=32", "regularizer=dropout", "seed=0"],
     ["regularizer=dropblock", "regularizer.groups.4.p=0.1", "regularizer.groups.4.block_size=3"],
-    ["+backbone.kwargs.width=8", "task.anchor_sizes=[16,32,64,128,256]", "epochs=2"],
+    ["+backbone.kwargs.width=8", "task.topk=[1,3]", "epochs=2"],
     ["optim.base_lr=0.05", "data.mean=[0.4,0.5,0.6]", "seed=${oc.env:NO_SUCH,3}"],
     ["data.image_size=48", "logger=none", "device=cpu", "study=x", "force=true"],
 ]
@@ -144,7 +144,7 @@ def test_hostile_values_stay_inside_the_study_dir(tmp_path):
     work.mkdir()
     result = run_cli(
         "-m", "study=hostile", "data=imagefolder", f"data.root={root},{root}/sub/..",
-        "backbone.cfg=../../../escaped.cfg", "batch=4", *TINY, cwd=work,
+        "backbone.cfg=../../../escaped.cfg", "batch=4", *TINY_COMMON, cwd=work,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     study = work / "multirun" / "hostile"

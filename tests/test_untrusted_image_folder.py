@@ -13,7 +13,7 @@ from runners.config.preflight import compose
 from runners.data.image_folder import scan_split
 from runners.data.images import DataError
 from runners.data.loaders import build_data
-from tests.conftest import TINY, run_cli
+from tests.conftest import TINY_COMMON, run_cli
 
 
 def _tree(root, classes=("a", "b"), per_class=2):
@@ -63,7 +63,7 @@ def test_an_empty_train_split_is_a_config_error(tmp_path, make, message):
         folder.rmdir()
     make(root / "train")
     with pytest.raises(ConfigError, match=rf"^data\.root: {root}/{message}"):
-        compose([*TINY, "data=imagefolder", f"data.root={root}"])
+        compose([*TINY_COMMON, "data=imagefolder", f"data.root={root}"])
 
 
 def test_a_symlink_loop_is_found_at_once(tmp_path):
@@ -75,7 +75,7 @@ def test_a_symlink_loop_is_found_at_once(tmp_path):
     ):
         scan_split(root / "train")
     with pytest.raises(ConfigError, match=r"^data\.root: .*: a symlink loop: "):
-        compose([*TINY, "data=imagefolder", f"data.root={root}"])
+        compose([*TINY_COMMON, "data=imagefolder", f"data.root={root}"])
 
 
 def test_the_loader_lists_through_the_same_walk(tmp_path, make_cfg):
@@ -97,7 +97,7 @@ def test_one_folder_reached_twice_is_refused(tmp_path):
         ConfigError,
         match=r"train/c: one folder reached twice through a symlink: it is the folder .*/train/a again",
     ):
-        compose([*TINY, "data=imagefolder", f"data.root={root}"])
+        compose([*TINY_COMMON, "data=imagefolder", f"data.root={root}"])
 
 
 def test_train_and_val_must_have_the_same_classes(tmp_path):
@@ -106,7 +106,7 @@ def test_train_and_val_must_have_the_same_classes(tmp_path):
     with pytest.raises(
         ConfigError, match=r"different class folders \(only in train: b; only in val: c\)$"
     ):
-        compose([*TINY, "data=imagefolder", f"data.root={root}"])
+        compose([*TINY_COMMON, "data=imagefolder", f"data.root={root}"])
 
 
 def test_cli_a_symlink_loop_is_one_line_and_no_record(tmp_path):
@@ -114,7 +114,7 @@ def test_cli_a_symlink_loop_is_one_line_and_no_record(tmp_path):
     _loop(root / "train" / "b")
     job = tmp_path / "job"
     # Before: torchvision walked 2^40 paths, and run.json stayed at "running".
-    result = run_cli(*TINY, "data=imagefolder", f"data.root={root}", f"hydra.run.dir={job}",
+    result = run_cli(*TINY_COMMON, "data=imagefolder", f"data.root={root}", f"hydra.run.dir={job}",
                      timeout=120)  # fmt: skip
     assert result.returncode == 2, result.stderr[-3000:]
     lines = [line for line in result.stderr.splitlines() if line.strip()]

@@ -14,7 +14,7 @@ from runners.core.record import load_record
 from runners.data.coco import CocoDetectionSet
 from runners.data.images import DataError, ImageReader, read_rgb
 from runners.data.loaders import build_data
-from tests.conftest import TINY, run_cli
+from tests.conftest import TINY, TINY_COMMON, run_cli
 
 PILLOW_DEFAULT = 89_478_485
 
@@ -119,7 +119,7 @@ def test_cli_a_bomb_found_during_training_fails_the_job_with_one_line(tmp_path):
     root = _image_tree(tmp_path / "data")
     job = tmp_path / "job"
     result = run_cli(
-        *TINY, "data=imagefolder", f"data.root={root}", "data.image_size=32", "data.workers=1",
+        *TINY_COMMON, "data=imagefolder", f"data.root={root}", "data.image_size=32", "data.workers=1",
         "data.max_image_pixels=1000", "batch=4", f"hydra.run.dir={job}",
     )  # fmt: skip
     assert result.returncode == 1, result.stderr[-3000:]

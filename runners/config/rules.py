@@ -11,16 +11,15 @@ Rules come in two kinds:
   one of ``pad``/``resized``) through the small helpers at the top of this module;
 - per-option rules sit beside their option in a registry keyed by the option's name:
   :data:`TASKS` (each task's data options and the rules of its ``task.*`` keys),
-  :data:`DATA_OPTIONS` (whether the option reads ``data.root``, and its own rules),
+  :data:`DATA_OPTIONS` (whether the option reads ``data.root``, and the rules of its own keys),
   :data:`BACKBONE_RULES` and :data:`REGULARIZERS` with :data:`REGULARIZER_FAMILIES` (the
   regularizer keys each family of layers reads, and their rules).
 
-The schemas are still unions (``TaskConfig`` holds classification's and detection's keys,
-``RegularizerConfig`` every family's), so a key's rules run whichever option is chosen: a bad
-``task.fpn_channels`` is refused under ``task=classify`` too, and a bad ``regularizer.scope``
-under ``regularizer=none``. Only the data and backbone rules that depend on the option chosen
-(``data.root`` for data read from disk, the generated sets' sizes, the Darknet cfg file) run
-for that option alone.
+Each task and data option has a schema of its own (``runners.config.schema.TASK_SCHEMAS``,
+``DATA_SCHEMAS``), so its composed node holds only its keys, and the rules of those keys run
+for that option alone (a rule never reads a key the option lacks). ``RegularizerConfig`` is
+still a union, so every family's rules run whichever regularizer is chosen: a bad
+``regularizer.scope`` is refused under ``regularizer=none`` too.
 
 This module must stay light to import (no torch): the registries of backbones and layer options
 are imported inside the functions that read them.
@@ -31,12 +30,19 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from runners.config.schema import GROUPS, REPORT_METRICS, Config, ConfigError
+from runners.config.schema import (
+    DATA_SCHEMAS,
+    GROUPS,
+    REPORT_METRICS,
+    TASK_SCHEMAS,
+    Config,
+    ConfigError,
+)
 
 __all__ = [
     "BACKBONE_RULES",
@@ -93,6 +99,30 @@ def _check_range(key: str, value: float, low: float, high: float | None, high_op
         raise ConfigError(f"{key} must be in [{low}, {upper}, got {value}")
 
 
+def _check_schema(group: str, node: Any, schemas: dict[str, type]) -> None:
+    """The node is the option its ``name`` says, with that option's keys alone.
+
+    ``task.name=detect`` under ``task=classify`` would leave detection without its keys, and
+    ``+task.fpn_channels=1`` (Hydra's ``+`` adds a key even to a struct node) a key nothing reads.
+    """
+    schema = OmegaConf.get_type(node)
+    if schema not in schemas.values():
+        return  # not an option's schema (a plain mapping)
+    chosen = next(name for name, option in schemas.items() if option is schema)
+    if node.name != chosen:
+        raise ConfigError(
+            f"{group}.name must name the {group} option chosen ({group}={chosen}), got "
+            f"{node.name!r}; choose another option with {group}={node.name}"
+        )
+    keys = {f.name for f in fields(schema)}
+    extra = [key for key in node if key not in keys] if isinstance(node, DictConfig) else []
+    if extra:
+        raise ConfigError(
+            f"{group}.{extra[0]}: no such key in {group}={chosen}; "
+            "`python run.py --cfg job` lists the keys"
+        )
+
+
 # Tasks: the rules of each task's own keys, and the data options it reads.
 
 
@@ -133,7 +163,18 @@ TASKS: dict[str, TaskOption] = {
 TASK_DATA: dict[str, tuple[str, ...]] = {name: option.data for name, option in TASKS.items()}
 
 
-# Data options: which read a data set from ``data.root``, and the generated sets' sizes.
+# Data options: which read a data set from ``data.root``, their layout's keys, and the
+# generated sets' sizes.
+
+
+def _check_image_folder_layout(data: Any) -> None:
+    """ImageNet layout (``synthetic``, ``imagefolder``): the training crop."""
+    _one_of("data.crop", data.crop, CROPS)
+
+
+def _check_coco_layout(data: Any) -> None:
+    """COCO layout (``coco``, ``synthetic_det``): the annotation file's size limit."""
+    _positive("data.max_annotation_mb", data.max_annotation_mb)
 
 
 def _check_synthetic(data: Any) -> None:
@@ -162,16 +203,16 @@ class DataOption:
 
     #: It reads an existing data set from ``data.root`` (generated sets live in ``cache_dir``).
     needs_root: bool = False
-    #: Rules that hold only when this option is chosen.
-    rules: Rule | None = None
+    #: The rules of its own keys (its layout's, then its own), run only when it is chosen.
+    rules: tuple[Rule, ...] = ()
 
 
 #: Each data option. Every data option a task reads (:data:`TASKS`) is here.
 DATA_OPTIONS: dict[str, DataOption] = {
-    "synthetic": DataOption(rules=_check_synthetic),
-    "imagefolder": DataOption(needs_root=True),
-    "synthetic_det": DataOption(rules=_check_synthetic_det),
-    "coco": DataOption(needs_root=True),
+    "synthetic": DataOption(rules=(_check_image_folder_layout, _check_synthetic)),
+    "imagefolder": DataOption(needs_root=True, rules=(_check_image_folder_layout,)),
+    "synthetic_det": DataOption(rules=(_check_coco_layout, _check_synthetic_det)),
+    "coco": DataOption(needs_root=True, rules=(_check_coco_layout,)),
 }
 
 
@@ -296,18 +337,18 @@ def _check_run(cfg: DictConfig | Config) -> None:
 
 
 def _check_task(cfg: DictConfig | Config) -> None:
-    """The task's name and evaluation interval, then every task's keys (union schema)."""
+    """The task's name and evaluation interval, then the chosen task's own keys."""
     task = cfg.task
     _one_of("task.name", task.name, tuple(TASKS))
+    _check_schema("task", task, TASK_SCHEMAS)
     _at_least("task.eval_every", task.eval_every, 1)
-    for option in TASKS.values():
-        option.rules(task)
+    TASKS[task.name].rules(task)
 
 
 def _check_limits(cfg: DictConfig | Config) -> None:
-    """Limits on untrusted input (docs/ROBUSTNESS.md)."""
+    """Limits on untrusted input every option has (docs/ROBUSTNESS.md); the COCO layout's
+    annotation limit is its own rule (:func:`_check_coco_layout`)."""
     _at_least("data.max_image_pixels", cfg.data.max_image_pixels, 1)
-    _positive("data.max_annotation_mb", cfg.data.max_annotation_mb)
     _positive("backbone.max_memory_gb", cfg.backbone.max_memory_gb)
 
 
@@ -318,15 +359,15 @@ def _check_data(cfg: DictConfig | Config) -> None:
         raise ConfigError(
             f"data={data.name} does not fit task={cfg.task.name}; use one of: {', '.join(fits)}"
         )
+    _check_schema("data", data, DATA_SCHEMAS)
     option = DATA_OPTIONS[data.name]
     if option.needs_root and not data.root:
         raise ConfigError(f"data.root must name the data set's directory for data={data.name}")
     _at_least("data.image_size", data.image_size, 8)
-    _one_of("data.crop", data.crop, CROPS)
     _at_least("data.workers", data.workers, 0)
     _check_limits(cfg)
-    if option.rules is not None:
-        option.rules(data)
+    for rule in option.rules:
+        rule(data)
     values = [*data.mean, *data.std]
     if (
         len(data.mean) != 3

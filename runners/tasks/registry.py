@@ -2,7 +2,10 @@
 
 ``fit`` (``runners.training``, ``runners.engine.trainer``) is the same loop for every task; a task (``runners.tasks.classify``,
 ``runners.tasks.detect``) says how a batch becomes a loss and how the model is scored. Adding a task
-means writing one builder that returns :class:`TaskParts`, and naming it in :data:`TASKS`.
+means a schema of its keys (``runners.config.schema.TASK_SCHEMAS``), their rules
+(``runners.config.rules.TASKS``) and one builder that returns :class:`TaskParts`, called by
+:func:`build_task`. A builder reads only its own task's keys: the composed ``cfg.task`` has no
+others.
 """
 
 from __future__ import annotations
@@ -57,6 +60,8 @@ def build_task(cfg: Any, device: torch.device) -> TaskParts:
         from runners.tasks.detect import build_detection
 
         return build_detection(cfg, device)
-    from runners.tasks.classify import build_classification
+    if cfg.task.name == "classify":
+        from runners.tasks.classify import build_classification
 
-    return build_classification(cfg, device)
+        return build_classification(cfg, device)
+    raise ValueError(f"no builder for task {cfg.task.name!r}")
