@@ -5,9 +5,11 @@
   excepted: their launch signature is the kernel's).
 - Imports, at any depth (function-level imports and ``importlib.import_module`` included):
   ``runners.core`` imports nothing of the project; ``runners.engine`` never imports
-  ``runners.tasks``, ``runners.data``, ``runners.config`` or ``runners.tracking`` and takes no
-  ``cfg``; ``reports`` imports of the harness only ``runners.core``; ``layers`` never imports
+  ``runners.tasks``, ``runners.data``, ``runners.config`` or ``runners.tracking``;
+  ``reports`` imports of the harness only ``runners.core``; ``layers`` never imports
   ``models``; only ``runners.dist`` imports ``torch.distributed``.
+- ``runners.engine`` and ``runners.dist`` take no ``cfg``: their functions receive the values
+  they need, computed by their callers.
 - No import cycle between packages (``runners.<package>``, ``runners.<module>``, ``layers``,
   ``models``, ``reports``, ``hydra_plugins``, ``run``).
 
@@ -37,6 +39,8 @@ FORBIDDEN = {
     ),
     "layers": ("models",),
 }
+#: Packages whose functions take the values they need, never the whole config (``cfg``).
+NO_CONFIG = ("runners.engine", "runners.dist")
 
 
 def _sources() -> list[Path]:
@@ -175,16 +179,21 @@ def test_imports_follow_the_layering(trees):
     assert not problems, "\n".join(problems)
 
 
-def test_the_engine_takes_no_config(trees):
-    engine = [p for p in trees if _within(_module(p), "runners.engine")]
-    named = [
+def cfg_parameters(path: Path, tree: ast.AST) -> list[str]:
+    """Functions of ``tree`` that take a parameter named ``cfg`` (the whole Hydra config)."""
+    return [
         f"{path.relative_to(ROOT)}:{fn.lineno} {fn.name}({arg.arg})"
-        for path in engine
-        for fn in _functions(trees[path])
+        for fn in _functions(tree)
         for arg in [*fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs]
         if arg.arg == "cfg"
     ]
-    assert engine and not named, "\n".join(named)
+
+
+@pytest.mark.parametrize("unit", NO_CONFIG)
+def test_these_packages_take_no_config(trees, unit):
+    files = [p for p in trees if _within(_module(p), unit)]
+    named = [n for path in files for n in cfg_parameters(path, trees[path])]
+    assert files and not named, "\n".join(named)
 
 
 def test_packages_import_each_other_without_cycles(trees):
@@ -228,6 +237,13 @@ def test_allowed_imports_pass():
     assert not import_problems(
         "runners.dist.distributed", imported(ast.parse("import torch.distributed"))
     )
+
+
+def test_a_cfg_parameter_is_found():
+    probe = ast.parse("def f(world, *, cfg):\n    pass\ndef g(batch):\n    pass")
+    assert cfg_parameters(ROOT / "runners" / "dist" / "probe.py", probe) == [
+        "runners/dist/probe.py:1 f(cfg)"
+    ]
 
 
 def test_long_functions_and_cycles_are_found():

@@ -68,6 +68,13 @@ def test_regularizer_groups_are_per_group_and_overridable(make_cfg):
         (["optim.base_lr=0"], "optim.base_lr must be > 0"),
         (["optim.momentum=1.5"], "optim.momentum"),
         (["data=imagefolder"], "data.root"),
+        (["data.num_classes=11"], "data.num_classes must be in [2, 10] for synthetic data, got 11"),
+        (["data.val_per_class=0"], "data.val_per_class must be >= 1, got 0"),
+        (
+            ["task=detect", "data=synthetic_det", "data.num_classes=0"],
+            "data.num_classes must be in [1, 10] for synthetic_det, got 0",
+        ),
+        (["task=detect", "data=synthetic_det", "data.train_images=0"], "data.train_images must be"),
     ],
 )
 def test_validation_names_the_key(make_cfg, overrides, key):

@@ -40,18 +40,16 @@ pytestmark = pytest.mark.skipif(
 VAL_SIZE = 31
 
 
-def _cfg(**values):
+def _rules(**values):
+    """``validate_world``'s keywords: a one-step batch of 64 without SyncBatchNorm, then ``values``."""
     base = {
         "batch": 64,
         "subdivisions": 1,
-        "ddp": {"sync_bn": False, "find_unused_parameters": None},
-        "regularizer": {"name": "none"},
-        "task": {"name": "classify"},
+        "sync_bn": False,
+        "converts_bn": False,
+        "regularizer_name": "none",
     }
-    cfg = OmegaConf.create(base)
-    for key, value in values.items():
-        OmegaConf.update(cfg, key, value)
-    return cfg
+    return {**base, **values}
 
 
 # -- rules (no processes) ------------------------------------------------------------------------
@@ -74,47 +72,59 @@ def test_only_rank_zero_keeps_hydra_files():
 
 def test_batch_must_split_over_processes_and_subdivisions():
     world = World(rank=0, size=4)
-    distributed.validate_world(_cfg(batch=64, subdivisions=2), world, "cpu")
+    distributed.validate_world(world, "cpu", **_rules(batch=64, subdivisions=2))
     with pytest.raises(
         ConfigError, match=r"^batch must be divisible by world_size \* subdivisions"
     ):
-        distributed.validate_world(_cfg(batch=48, subdivisions=8), world, "cpu")
+        distributed.validate_world(world, "cpu", **_rules(batch=48, subdivisions=8))
     # One process: only the single-process rules apply.
-    distributed.validate_world(_cfg(batch=48, subdivisions=8), World(), "cpu")
+    distributed.validate_world(World(), "cpu", **_rules(batch=48, subdivisions=8))
+
+
+def test_sync_bn_refuses_a_regularizer_with_its_own_batchnorm():
+    rules = _rules(sync_bn=True, converts_bn=True, regularizer_name="cbn")
+    with pytest.raises(ConfigError, match=r"ddp\.sync_bn cannot be combined with regularizer=cbn"):
+        distributed.validate_world(World(size=2), "cuda", **rules)
+    distributed.validate_world(World(size=2), "cuda", **_rules(sync_bn=True))
 
 
 @pytest.mark.parametrize("regularizer", ["cbn", "dropblock_cbn"])
-def test_sync_bn_refuses_cbn(regularizer):
-    cfg = _cfg(**{"ddp.sync_bn": True, "regularizer.name": regularizer})
+def test_the_job_finds_cbn_in_the_regularizer(regularizer):
+    from runners.job import _validate_world
+
+    cfg = OmegaConf.create(
+        {
+            "batch": 64,
+            "subdivisions": 1,
+            "ddp": {"sync_bn": True},
+            "regularizer": {"name": regularizer},
+        }
+    )
     with pytest.raises(
         ConfigError, match=f"ddp.sync_bn cannot be combined with regularizer={regularizer}"
     ):
-        distributed.validate_world(cfg, World(size=2), "cuda")
+        _validate_world(cfg, World(size=2), "cuda")
+    cfg.regularizer.name = "dropblock"
+    _validate_world(cfg, World(size=2), "cuda")
 
 
 def test_sync_bn_needs_cuda():
     with pytest.raises(ConfigError, match=r"ddp\.sync_bn needs CUDA"):
-        distributed.validate_world(_cfg(**{"ddp.sync_bn": True}), World(size=2), "cpu")
+        distributed.validate_world(World(size=2), "cpu", **_rules(sync_bn=True))
 
 
 def test_mini_batch_is_what_one_batchnorm_forward_sees():
-    cfg = _cfg(batch=64, subdivisions=2)
-    assert distributed.bn_mini_batch(cfg, World()) == 32
-    assert distributed.bn_mini_batch(cfg, World(size=4)) == 8
-    assert (
-        distributed.bn_mini_batch(
-            _cfg(batch=64, subdivisions=2, **{"ddp.sync_bn": True}), World(size=4)
-        )
-        == 32
-    )
+    split = {"batch": 64, "subdivisions": 2}
+    assert distributed.bn_mini_batch(World(), **split, sync_bn=False) == 32
+    assert distributed.bn_mini_batch(World(size=4), **split, sync_bn=False) == 8
+    assert distributed.bn_mini_batch(World(size=4), **split, sync_bn=True) == 32
 
 
 def test_detection_searches_unused_parameters_by_default():
-    assert not distributed.find_unused_parameters(_cfg())
-    assert distributed.find_unused_parameters(_cfg(**{"task.name": "detect"}))
-    assert not distributed.find_unused_parameters(
-        _cfg(**{"task.name": "detect", "ddp.find_unused_parameters": False})
-    )
+    assert not distributed.find_unused_parameters(None, "classify")
+    assert distributed.find_unused_parameters(None, "detect")
+    assert not distributed.find_unused_parameters(False, "detect")
+    assert distributed.find_unused_parameters(True, "classify")
 
 
 @pytest.mark.parametrize(("length", "size"), [(31, 2), (30, 4), (2, 3)])

@@ -177,24 +177,26 @@ def _check_coco_layout(data: Any) -> None:
     _positive("data.max_annotation_mb", data.max_annotation_mb)
 
 
-def _check_synthetic(data: Any) -> None:
-    """``data=synthetic``: 2..10 classes (the generator's shapes), images per class >= 1."""
-    if not 2 <= data.num_classes <= 10:
-        raise ConfigError(
-            f"data.num_classes must be in [2, 10] for synthetic data, got {data.num_classes}"
-        )
-    for key in ("train_per_class", "val_per_class"):
-        _at_least(f"data.{key}", getattr(data, key), 1)
+def _generated_set(classes: tuple[int, int], named: str, sizes: tuple[str, ...]) -> Rule:
+    """The rule of a generated data set: ``data.num_classes`` within ``classes`` (the shapes its
+    generator draws; ``named`` says which set in the message) and each of ``sizes`` >= 1."""
+    low, high = classes
+
+    def check(data: Any) -> None:
+        if not low <= data.num_classes <= high:
+            raise ConfigError(
+                f"data.num_classes must be in [{low}, {high}] for {named}, got {data.num_classes}"
+            )
+        for key in sizes:
+            _at_least(f"data.{key}", getattr(data, key), 1)
+
+    return check
 
 
-def _check_synthetic_det(data: Any) -> None:
-    """``data=synthetic_det``: 1..10 classes, images per split >= 1."""
-    if not 1 <= data.num_classes <= 10:
-        raise ConfigError(
-            f"data.num_classes must be in [1, 10] for synthetic_det, got {data.num_classes}"
-        )
-    for key in ("train_images", "val_images"):
-        _at_least(f"data.{key}", getattr(data, key), 1)
+#: ``data=synthetic``: 2..10 classes, images per class >= 1.
+_check_synthetic = _generated_set((2, 10), "synthetic data", ("train_per_class", "val_per_class"))
+#: ``data=synthetic_det``: 1..10 classes, images per split >= 1.
+_check_synthetic_det = _generated_set((1, 10), "synthetic_det", ("train_images", "val_images"))
 
 
 @dataclass(frozen=True)

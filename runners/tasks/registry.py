@@ -14,13 +14,24 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-__all__ = ["EvalContext", "TaskParts", "build_task"]
+__all__ = ["EvalContext", "TaskData", "TaskParts", "build_task"]
+
+
+class TaskData(Protocol):
+    """A task's data, as its loader builder returns it (``runners.data``)."""
+
+    train: DataLoader
+    val: DataLoader
+    #: uint8 batch on the device -> the network's float input.
+    normalize: Callable[[torch.Tensor], torch.Tensor]
+    #: Class names in the model's label order.
+    classes: list[str]
 
 
 @dataclass
@@ -37,10 +48,8 @@ class EvalContext:
 
 @dataclass
 class TaskParts:
-    train: DataLoader
-    val: DataLoader
-    #: uint8 batch on the device -> the network's float input.
-    normalize: Callable[[torch.Tensor], torch.Tensor]
+    #: This process's shards of the task's data (``train``, ``val``, ``normalize``).
+    data: TaskData
     model: nn.Module
     #: Where the regularizer was placed (``kind:path``).
     placements: list[str]
@@ -52,6 +61,18 @@ class TaskParts:
     move_targets: Callable[[Any, torch.device], Any]
     #: Evaluate after every ``eval_every`` epochs (and always after the last).
     eval_every: int = 1
+
+    @property
+    def train(self) -> DataLoader:
+        return self.data.train
+
+    @property
+    def val(self) -> DataLoader:
+        return self.data.val
+
+    @property
+    def normalize(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        return self.data.normalize
 
 
 def build_task(cfg: Any, device: torch.device) -> TaskParts:
