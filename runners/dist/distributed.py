@@ -117,7 +117,11 @@ def worker_overrides(environ: Mapping[str, str] | None = None) -> list[str]:
 
 
 def _uses_cbn(regularizer_name: str) -> bool:
-    return "cbn" in str(regularizer_name).split("_")
+    """Whether the regularizer turns BatchNorm into Cross-Iteration BN (its registry entry)."""
+    from regularizers.registry import find
+
+    spec = find(str(regularizer_name))
+    return spec is not None and spec.converts_bn
 
 
 def validate_world(cfg: Any, world: World, device_type: str) -> None:
