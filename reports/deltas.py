@@ -20,6 +20,7 @@ from reports.tables import (
     check_key,
     column_label,
     column_values,
+    row_label,
     row_order,
 )
 from reports.tasks import metric_view
@@ -125,5 +126,5 @@ def delta_table(
     for cell in delta_cells(runs, pivot, baseline, confidence):
         table.loc[cell.row, index[cell.column]] = format_delta(cell.delta, digits)
     table.columns = [column_label(columns, c) for c in col_values]
-    table.index.name = rows
+    table.index = pd.Index([row_label(rows, r) for r in row_values], name=rows)
     return table

@@ -110,8 +110,11 @@ def _prepare(
 
 
 def _uses_cbn(regularizer_name: str) -> bool:
-    """Whether the regularizer puts Cross-Iteration BN layers in the model (``cbn``, ``*_cbn``)."""
-    return "cbn" in str(regularizer_name).split("_")
+    """Whether the regularizer puts Cross-Iteration BN layers in the model (its registry entry)."""
+    from regularizers.registry import find
+
+    spec = find(str(regularizer_name))
+    return spec is not None and spec.converts_bn
 
 
 def _validate_world(cfg: DictConfig, world: distributed.World, device_type: str) -> None:

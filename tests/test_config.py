@@ -199,16 +199,16 @@ def test_config_hash_follows_a_darknet_cfg_files_content(tmp_path):
 
 def test_validation_registries_match_the_options_in_conf():
     """Every task, data and regularizer option in conf/ has its entry in the validation
-    registries, and every data option and family the registries name exists."""
-    from runners.config.rules import DATA_OPTIONS, REGULARIZER_FAMILIES, REGULARIZERS, TASKS
+    registries (the regularizers' is ``regularizers.registry``), and every data option the
+    registries name exists."""
+    from regularizers import registry
+    from runners.config.rules import DATA_OPTIONS, TASKS
 
     conf = ROOT / "conf"
     assert set(TASKS) == {p.stem for p in (conf / "task").glob("*.yaml")}
     assert set(DATA_OPTIONS) == {p.stem for p in (conf / "data").glob("*.yaml")}
-    assert set(REGULARIZERS) == {p.stem for p in (conf / "regularizer").glob("*.yaml")}
+    assert set(registry.names()) == {p.stem for p in (conf / "regularizer").glob("*.yaml")}
     assert {d for option in TASKS.values() for d in option.data} == set(DATA_OPTIONS)
-    named = {f for option in REGULARIZERS.values() for f in option.families}
-    assert named == set(REGULARIZER_FAMILIES)
 
 
 def test_the_package_validate_is_the_rules_function():

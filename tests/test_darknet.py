@@ -15,13 +15,13 @@ import pytest
 import torch
 from torch import nn
 
-from layers import apply_regularizer
 from layers.cross_iteration_bn import CrossIterationBatchNorm2d
 from layers.drop_block import DropBlock2d
 from models import create_backbone, group_modules, group_paths
 from models.__main__ import main as models_main
 from models.darknet import DarknetCfgError, DarknetNet, parse_cfg, parse_cfg_text
 from models.darknet.weights import load_weights, save_weights
+from regularizers.placement import apply_regularizer
 from tests.conftest import ROOT
 
 #: The seed's cfg files with their expected counts; kept outside the repository.

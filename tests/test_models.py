@@ -10,7 +10,6 @@ import pytest
 import torch
 from torch import nn
 
-from layers import apply_regularizer
 from models import (
     create_backbone,
     get_spec,
@@ -19,6 +18,7 @@ from models import (
     list_backbones,
     register_backbone,
 )
+from regularizers.placement import apply_regularizer
 from tests.conftest import ROOT
 
 

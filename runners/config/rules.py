@@ -8,18 +8,17 @@ the keys that only decide when a run stops or what is recorded.
 Rules come in two kinds:
 
 - generic rules check one key's type-independent range or name (``batch >= 1``, ``data.crop``
-  one of ``pad``/``resized``) through the small helpers at the top of this module;
+  one of ``pad``/``resized``) through the small helpers of ``runners.core.checks``;
 - per-option rules sit beside their option in a registry keyed by the option's name:
   :data:`TASKS` (each task's data options and the rules of its ``task.*`` keys),
   :data:`DATA_OPTIONS` (whether the option reads ``data.root``, and the rules of its own keys),
-  :data:`BACKBONE_RULES` and :data:`REGULARIZERS` with :data:`REGULARIZER_FAMILIES` (the
-  regularizer keys each family of layers reads, and their rules).
+  :data:`BACKBONE_RULES`, and the regularizers' registry (``regularizers.registry``: each
+  regularizer's schema holds only its own keys, and its entry the rules of those keys).
 
 Each task and data option has a schema of its own (``runners.config.schema.TASK_SCHEMAS``,
-``DATA_SCHEMAS``), so its composed node holds only its keys, and the rules of those keys run
-for that option alone (a rule never reads a key the option lacks). ``RegularizerConfig`` is
-still a union, so every family's rules run whichever regularizer is chosen: a bad
-``regularizer.scope`` is refused under ``regularizer=none`` too.
+``DATA_SCHEMAS``), and so does each regularizer (its file in ``regularizers/``), so a composed
+node holds only its option's keys, and the rules of those keys run for that option alone (a rule
+never reads a key the option lacks).
 
 This module must stay light to import (no torch): the registries of backbones and layer options
 are imported inside the functions that read them.
@@ -27,7 +26,6 @@ are imported inside the functions that read them.
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, fields
@@ -35,24 +33,25 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from regularizers.base import GROUPS
 from runners.config.schema import (
     DATA_SCHEMAS,
-    GROUPS,
     REPORT_METRICS,
     TASK_SCHEMAS,
     Config,
     ConfigError,
 )
+from runners.core.checks import at_least as _at_least
+from runners.core.checks import check_range as _check_range
+from runners.core.checks import one_of as _one_of
+from runners.core.checks import positive as _positive
 
 __all__ = [
     "BACKBONE_RULES",
     "DATA_OPTIONS",
-    "REGULARIZERS",
-    "REGULARIZER_FAMILIES",
     "TASKS",
     "TASK_DATA",
     "DataOption",
-    "RegularizerOption",
     "TaskOption",
     "validate",
 ]
@@ -66,37 +65,8 @@ LOGGERS = ("wandb", "none")
 OPTIMIZERS = ("sgd",)
 
 
-# Generic rules: one key, one rule, one line naming both and the value.
-
-
-def _name_error(key: str, value: str, options: tuple[str, ...] | list[str]) -> ConfigError:
-    close = difflib.get_close_matches(value, list(options), n=3)
-    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    return ConfigError(f"{key} must be one of {', '.join(sorted(options))}, got {value!r}{hint}")
-
-
-def _one_of(key: str, value: str, options: tuple[str, ...] | list[str]) -> None:
-    if value not in options:
-        raise _name_error(key, value, options)
-
-
-def _at_least(key: str, value: int, low: int, unit: str = "") -> None:
-    """``value >= low``; ``unit`` follows the bound in the message (``" forwards"``)."""
-    if value < low:
-        raise ConfigError(f"{key} must be >= {low}{unit}, got {value}")
-
-
-def _positive(key: str, value: float, rule: str = "> 0 and finite") -> None:
-    """A finite ``value > 0``; ``rule`` is how the message states it."""
-    if not (math.isfinite(value) and value > 0):
-        raise ConfigError(f"{key} must be {rule}, got {value}")
-
-
-def _check_range(key: str, value: float, low: float, high: float | None, high_open: bool) -> None:
-    too_high = high is not None and (value >= high if high_open else value > high)
-    if not math.isfinite(value) or value < low or too_high:
-        upper = "∞)" if high is None else (f"{high})" if high_open else f"{high}]")
-        raise ConfigError(f"{key} must be in [{low}, {upper}, got {value}")
+# Generic rules (one key, one rule, one line naming both and the value) live in
+# ``runners.core.checks``, shared with the regularizers' own rules.
 
 
 def _check_schema(group: str, node: Any, schemas: dict[str, type]) -> None:
@@ -239,55 +209,8 @@ def _check_darknet(cfg: DictConfig | Config) -> None:
 BACKBONE_RULES: dict[str, Rule] = {"darknet": _check_darknet}
 
 
-# Regularizers: the keys of each family of layers, and the regularizers built from them.
-# The option names come from the layers themselves, so config and layers cannot drift.
-
-
-def _check_dropblock_keys(reg: Any) -> None:
-    """DropBlock's options (``layers.drop_block``, ``layers.schedule``)."""
-    from layers.drop_block import GAMMAS, KERNELS, RESCALES, SCOPES
-    from layers.schedule import SCHEDULES
-
-    for key, options in (
-        ("scope", SCOPES),
-        ("rescale", RESCALES),
-        ("gamma", GAMMAS),
-        ("schedule", SCHEDULES),
-        ("kernel", KERNELS),
-    ):
-        _one_of(f"regularizer.{key}", reg[key], options)
-
-
-def _check_cbn_keys(reg: Any) -> None:
-    """Cross-Iteration BN's options (``layers.cross_iteration_bn``)."""
-    from layers.cross_iteration_bn import MODES
-
-    _one_of("regularizer.cbn_mode", reg.cbn_mode, MODES)
-    _at_least("regularizer.window", reg.window, 1)
-    _at_least("regularizer.burnin", reg.burnin, 0, " optimizer steps")
-
-
-@dataclass(frozen=True)
-class RegularizerOption:
-    """A regularizer as validation sees it."""
-
-    #: The families (:data:`REGULARIZER_FAMILIES`) whose keys it reads, besides ``groups``.
-    families: tuple[str, ...] = ()
-
-
-#: Each family of regularizer layers and the rules of its ``regularizer.*`` keys.
-REGULARIZER_FAMILIES: dict[str, Rule] = {
-    "dropblock": _check_dropblock_keys,
-    "cbn": _check_cbn_keys,
-}
-#: Regularizers the runner knows how to place. Later issues extend this registry.
-REGULARIZERS: dict[str, RegularizerOption] = {
-    "none": RegularizerOption(),
-    "dropout": RegularizerOption(),
-    "dropblock": RegularizerOption(families=("dropblock",)),
-    "cbn": RegularizerOption(families=("cbn",)),
-    "dropblock_cbn": RegularizerOption(families=("dropblock", "cbn")),
-}
+# Regularizers: each one's keys and rules are its registry entry (``regularizers/<name>.py``);
+# the groups' settings are common to all.
 
 
 def _check_block_size(prefix: str, settings: Any, size: float, size_mode: str) -> None:
@@ -393,11 +316,21 @@ def _check_backbone(cfg: DictConfig | Config) -> None:
 
 
 def _check_regularizer(cfg: DictConfig | Config) -> None:
-    """The regularizer is known; then every family's keys (union schema) and the groups."""
+    """The regularizer is registered and its section is its schema's; then its own rules, and
+    the groups."""
+    from regularizers import registry
+
     reg = cfg.regularizer
-    _one_of("regularizer.name", reg.name, tuple(REGULARIZERS))
-    for rules in REGULARIZER_FAMILIES.values():
-        rules(reg)
+    _one_of("regularizer.name", reg.name, registry.names())
+    spec = registry.get(reg.name)
+    keys = set(reg.keys()) if isinstance(reg, DictConfig) else set(vars(reg))
+    if keys != spec.keys:
+        raise ConfigError(
+            f"regularizer.name={reg.name} does not match the keys composed for the regularizer "
+            f"({', '.join(sorted(keys ^ spec.keys))}): choose it with regularizer={reg.name}"
+        )
+    for rule in spec.rules:
+        rule(reg)
     _check_groups(reg)
 
 

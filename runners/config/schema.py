@@ -25,6 +25,8 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from regularizers import specs as regularizer_specs
+from regularizers.base import GroupRegularizerConfig, RegularizerConfig
 from runners.core.errors import ConfigError
 from runners.core.record import CLASSIFICATION_METRICS, COCO_METRICS, TASK_METRICS
 
@@ -65,8 +67,6 @@ __all__ = [
 PRIMARY_METRIC = {task: metrics.primary for task, metrics in TASK_METRICS.items()}
 #: Metrics a report can tabulate: classification's, then COCOeval's twelve.
 REPORT_METRICS = (*CLASSIFICATION_METRICS, *COCO_METRICS)
-#: Groups are the four backbone stages of the DropBlock paper (ResNet conv2_x .. conv5_x).
-GROUPS = ("1", "2", "3", "4")
 #: Keys that do not change what a run computes, so they are left out of the config hash.
 #: ``divergence`` only decides when a run is stopped, ``force`` only whether it reruns,
 #: ``checkpoint`` only how often state is saved.
@@ -263,53 +263,6 @@ class BackboneConfig:
 
 
 @dataclass
-class GroupRegularizerConfig:
-    """The regularizer's settings for one group (stage) of the backbone.
-
-    Darknet's ``[dropout]`` key names are accepted as aliases: ``probability`` for ``p``,
-    ``dropblock_size_abs`` for ``block_size`` with ``size_mode=abs``, ``dropblock_size_rel`` (or
-    ``dropblock_size``) for ``block_size`` with ``size_mode=rel``. When both an alias and its
-    canonical key are set, the alias wins (as the cfg file is what a Darknet user wrote).
-    """
-
-    p: float = 0.0
-    #: DropBlock block side: pixels (``size_mode=abs``) or a fraction of the map side (``rel``).
-    block_size: float = 7
-    size_mode: str = "abs"
-    probability: float | None = None
-    dropblock_size_abs: int | None = None
-    dropblock_size_rel: float | None = None
-    dropblock_size: float | None = None
-
-
-@dataclass
-class RegularizerConfig:
-    """Which regularizer, and its settings per group: ``groups: {3: {p: ...}, 4: {...}}``."""
-
-    name: str = "none"
-    #: DropBlock options (``layers.drop_block``): defaults are the paper's.
-    scope: str = "channel"
-    rescale: str = "batch"
-    gamma: str = "paper"
-    schedule: str = "linear"
-    kernel: str = "auto"
-    #: Cross-Iteration BN options (``layers.cross_iteration_bn``), used by cbn and dropblock_cbn:
-    #: mini-batches per window (1 = plain BN), optimizer steps of plain BN first, and the mode
-    #: (``cbn``: the paper's compensated window; ``cmbn``: Darknet's batch_normalize=2).
-    window: int = 4
-    burnin: int = 0
-    cbn_mode: str = "cbn"
-    #: ``backbone=darknet`` only: ``keep`` the ``[dropout]`` layers the cfg writes, or ``remove``
-    #: them so that this regularizer alone decides what is placed.
-    cfg_dropout: str = "keep"
-    #: Every group 1..4 is present (p = 0 places nothing), so any group's settings can be
-    #: overridden from the command line: ``regularizer.groups.2.p=0.01``.
-    groups: dict[str, GroupRegularizerConfig] = field(
-        default_factory=lambda: {g: GroupRegularizerConfig() for g in GROUPS}
-    )
-
-
-@dataclass
 class OptimConfig:
     """SGD with momentum; ``lr = base_lr * batch / 256`` (Goyal et al. 2017, linear scaling)."""
 
@@ -440,7 +393,9 @@ def register_configs() -> None:
         for name, schema in schemas.items():
             cs.store(name=f"base_{group}_{name}", node=schema)
     cs.store(name="base_backbone", node=BackboneConfig)
-    cs.store(name="base_regularizer", node=RegularizerConfig)
+    # One schema per regularizer (regularizers/<name>.py), each with its own keys only.
+    for spec in regularizer_specs():
+        cs.store(name=f"base_regularizer_{spec.name}", node=spec.schema)
     cs.store(name="base_optim", node=OptimConfig)
     cs.store(name="base_logger", node=LoggerConfig)
 
