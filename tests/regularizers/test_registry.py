@@ -107,7 +107,7 @@ def in_process_cli(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(root, "handlers", list(root.handlers))
     monkeypatch.setattr(root, "level", root.level)
     monkeypatch.setattr(sys, "excepthook", sys.excepthook)
-    monkeypatch.setattr(sweep_outcome, "_started", False)
+    monkeypatch.setattr(sweep_outcome, "_current", sweep_outcome.SweepOutcome())
     monkeypatch.setenv("HYDRA_FULL_ERROR", "0")
     monkeypatch.setenv("WANDB_SILENT", "true")
 
