@@ -16,7 +16,7 @@ import pytest
 from reports.__main__ import main
 from runners.core.study_settings import StudySettings
 from tests.conftest import ROOT
-from tests.reports_fixture import _config, _record
+from tests.reports.reports_fixture import _config, _record
 
 BROKEN = {
     "not-json": b"{not json",

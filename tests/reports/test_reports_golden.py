@@ -24,7 +24,7 @@ from reports import (
     write_results,
 )
 from tests.conftest import ROOT
-from tests.reports_fixture import CLASSIFY, write_fixture
+from tests.reports.reports_fixture import CLASSIFY, write_fixture
 
 GOLDEN = Path(__file__).parent / "golden" / "RESULTS.md"
 

@@ -19,7 +19,7 @@ from reports import ReportOptions, load_records, write_records, write_results
 from reports.wandb_offline import find_offline_runs, read_offline_run
 from reports.wandb_source import newest_per_job, offline_records
 from tests.conftest import ROOT, run_cli
-from tests.wandb_http_standin import wandb_server
+from tests.reports.wandb_http_standin import wandb_server
 
 TINY_CLI = ["epochs=1", "data.train_per_class=6", "data.val_per_class=3", "device=cpu"]
 
