@@ -2,7 +2,7 @@
 
 Regenerate the golden file after an intended change of layout, then review its diff:
 
-    REGENERATE_GOLDEN=1 python -m pytest tests/test_reports_golden.py
+    REGENERATE_GOLDEN=1 python -m pytest tests/reports/test_reports_golden.py
 """
 
 from __future__ import annotations

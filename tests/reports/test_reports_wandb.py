@@ -3,7 +3,7 @@
 A tiny multirun (2 regularizers x 2 seeds, 1 epoch, W&B offline) writes run.json files and offline W&B
 logs. The report from the W&B logs must equal the report from the run.json files, both read
 offline and through ``python -m reports --wandb ENTITY/PROJECT`` against a local stand-in of
-the W&B server (tests/wandb_http_standin.py: the HTTP boundary is the only thing replaced).
+the W&B server (tests/reports/wandb_http_standin.py: the HTTP boundary is the only thing replaced).
 """
 
 from __future__ import annotations
