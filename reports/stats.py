@@ -9,9 +9,9 @@ involved", Biometrika 34 (1947). For samples a (the arm) and b (the baseline):
     CI = d ± t_{1-α/2, ν} · se,   p = 2 · P(T_ν > |d| / se)
 
 This equals ``scipy.stats.ttest_ind(a, b, equal_var=False)`` and its ``confidence_interval``
-(tests/test_reports_stats.py checks that). Each arm needs at least two runs; with fewer, or with
-both variances zero, there is no interval (``None``), because a t interval from one seed is not
-an interval. No bootstrap: with the 2-5 seeds an ablation affords, a bootstrap resamples a
+(tests/reports/test_reports_stats.py checks that). Each arm needs at least two runs; with
+fewer, or with both variances zero, there is no interval (``None``), because a t interval from
+one seed is not an interval. No bootstrap: with the 2-5 seeds an ablation affords, a bootstrap resamples a
 handful of values and its interval is too narrow; Welch's wide interval is the honest one.
 """
 

@@ -1,5 +1,6 @@
-"""``backbone=darknet`` through the real CLI: a cfg written by the test trains, and its record
-shows where the cfg's DropBlock and CmBN (and the regularizer's DropBlock) were placed."""
+"""``backbone=darknet`` as a job: a cfg written by the test trains (in this process, through
+``run_job`` as ``run.py`` calls it), and its record shows where the cfg's DropBlock and CmBN (and
+the regularizer's DropBlock) were placed."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 from runners.config import ConfigError, validate
 from runners.config.darknet_net import adopt_net_options
 from runners.core.record import load_record
-from tests.conftest import run_cli
+from runners.job import JobContext, run_job
 
 #: Groups at 32x32: layer 2 (8x8, stride 4) is group 1, layer 3-5 (4x4) group 2, layers 6-7
 #: (2x2) group 3, layer 8 (1x1, stride 32) group 4; layer 0 (stride 1) belongs to no group.
@@ -96,20 +97,16 @@ activation=linear
 groups=1
 """
 
-TINY_CLI = ["epochs=1", "data.train_per_class=6", "data.val_per_class=3", "device=cpu"]
 
-
-def test_a_cfg_trains_through_the_cli_and_records_its_placements(tmp_path, data_cache):
+def test_a_cfg_trains_and_records_its_placements(tmp_path, make_cfg, caplog):
     cfg = tmp_path / "small.cfg"
     cfg.write_text(SMALL_CFG)
     job = tmp_path / "job"
-    result = run_cli(
-        "backbone=darknet", f"backbone.cfg={cfg}", "regularizer=dropblock", *TINY_CLI,
-        "logger=none", f"data.cache_dir={data_cache}", f"hydra.run.dir={job}",
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
+    overrides = ["backbone=darknet", f"backbone.cfg={cfg}", "regularizer=dropblock"]
+    # The overrides as Hydra hands them to run.py: batch and subdivisions are not among them.
+    returned = run_job(make_cfg(*overrides), JobContext(job_dir=job, overrides=overrides))
     record = load_record(job)
-    assert record.status == "completed"
+    assert record.status == "completed" and returned == record
     # The cfg's own layers first (CmBN for batch_normalize=2, DropBlock for [dropout]
     # dropblock=1), then the regularizer's DropBlock after each BN of groups 3 and 4.
     assert record.placements == [
@@ -119,9 +116,11 @@ def test_a_cfg_trains_through_the_cli_and_records_its_placements(tmp_path, data_
     # [net] batch and subdivisions became the run's; mini_batch = 8 / 2.
     assert (record.batch, record.subdivisions, record.mini_batch) == (8, 2, 4)
     assert record.config["backbone"]["cfg"] == str(cfg)
-    # The [net] keys the harness does not use are reported, once (Hydra's job log).
-    log = "".join(p.read_text() for p in job.rglob("*.log"))
-    assert log.count("keys not used by the harness") == 1 and "learning_rate=0.1" in log
+    # The [net] keys the harness does not use are reported, once (a warning in the job's log).
+    unused = [
+        r.getMessage() for r in caplog.records if "keys not used by the harness" in r.getMessage()
+    ]
+    assert len(unused) == 1 and "learning_rate=0.1" in unused[0]
 
 
 def test_net_batch_is_adopted_unless_given_on_the_command_line(tmp_path, make_cfg):
@@ -133,7 +132,7 @@ def test_net_batch_is_adopted_unless_given_on_the_command_line(tmp_path, make_cf
     other = make_cfg("backbone=tinyresnet")
     assert adopt_net_options(other, []) == {} and other.batch == 64
     # A bad key stops the job here, before validate and before a record is written; run.py
-    # prints a ConfigError as one line and exits with status 2 (tests/test_cli.py).
+    # prints a ConfigError as one line and exits with status 2 (tests/cli/test_cli.py).
     cfg_file.write_text(SMALL_CFG.replace("dropblock_size_abs=2", "dropblock_sise_abs=2"))
     line = SMALL_CFG.splitlines().index("dropblock_size_abs=2") + 1
     with pytest.raises(

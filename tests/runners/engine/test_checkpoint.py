@@ -1,4 +1,7 @@
-"""Checkpoints: a job killed with SIGKILL mid-epoch resumes and ends exactly where it would have."""
+"""Checkpoints: a job killed with SIGKILL mid-epoch resumes and ends exactly where it would have.
+
+The uninterrupted reference and the first run before a planted checkpoint run in this process
+(``run_job``, as ``run.py`` calls it); the kill, the resume and the refusal are the real CLI's."""
 
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from runners.engine.checkpoint import (
     save_checkpoint,
 )
 from runners.engine.divergence import DivergedError, DivergenceGuard
+from runners.job import JobContext, run_job
 from tests.conftest import ROOT, TINY, run_cli
 
 TINY_ARGS = [*TINY, "checkpoint.every_steps=1"]
@@ -34,10 +38,12 @@ RESUMABLE = [
 ]  # fmt: skip
 
 
-def test_sigkill_mid_epoch_then_same_command_resumes_to_identical_metrics(tmp_path, data_cache):
+def test_sigkill_mid_epoch_then_same_command_resumes_to_identical_metrics(
+    tmp_path, data_cache, make_cfg
+):
     args = [*RESUMABLE, f"data.cache_dir={data_cache}"]
-    reference = run_cli(*args, f"hydra.run.dir={tmp_path / 'uninterrupted'}")
-    assert reference.returncode == 0, reference.stderr[-3000:]
+    reference = run_job(make_cfg(*args), JobContext(job_dir=tmp_path / "uninterrupted"))
+    assert reference.status == "completed"
 
     job = tmp_path / "killed"
     command = [sys.executable, str(ROOT / "run.py"), *args, f"hydra.run.dir={job}"]
@@ -126,13 +132,15 @@ class _Exploit:
         return (os.system, (f"touch {self.marker}",))
 
 
-def test_a_crafted_checkpoint_never_runs_code_and_the_rerun_is_refused(tmp_path, data_cache):
+def test_a_crafted_checkpoint_never_runs_code_and_the_rerun_is_refused(
+    tmp_path, data_cache, make_cfg
+):
     """A job that failed, then someone plants a pickle bomb as its checkpoint: the rerun that
     would resume refuses the file in one line (exit 2), nothing runs, nothing is recorded."""
     job = tmp_path / "job"
     args = [*TINY_ARGS, f"data.cache_dir={data_cache}", f"hydra.run.dir={job}"]
-    first = run_cli(*args)
-    assert first.returncode == 0, first.stderr[-3000:]
+    first = run_job(make_cfg(*TINY_ARGS), JobContext(job_dir=job))
+    assert first.status == "completed" and (job / "checkpoint.pt").is_file()
     record = json.loads((job / "run.json").read_text())
     record["status"] = "failed"  # as if it had crashed: the rerun resumes from the checkpoint
     (job / "run.json").write_text(json.dumps(record))

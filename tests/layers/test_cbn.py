@@ -256,7 +256,7 @@ def test_channels_last_and_bf16_autocast_match_fp32():
         torch.testing.assert_close(got_bf16.float(), expected, rtol=0.05, atol=0.05)
 
 
-# backbone=darknet needs a cfg file; tests/test_darknet.py converts a cfg network.
+# backbone=darknet needs a cfg file; tests/models/darknet/test_darknet.py converts a cfg network.
 @pytest.mark.parametrize("name", [n for n in list_backbones() if n != "darknet"])
 def test_convert_binds_every_bn_of_every_backbone(name):
     model = create_backbone(name, num_classes=10).float()

@@ -3,7 +3,7 @@
 A tiny multirun (2 regularizers x 2 seeds, 1 epoch, W&B offline) writes run.json files and offline W&B
 logs. The report from the W&B logs must equal the report from the run.json files, both read
 offline and through ``python -m reports --wandb ENTITY/PROJECT`` against a local stand-in of
-the W&B server (tests/wandb_http_standin.py: the HTTP boundary is the only thing replaced).
+the W&B server (tests/reports/wandb_http_standin.py: the HTTP boundary is the only thing replaced).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from reports import ReportOptions, load_records, write_records, write_results
 from reports.wandb_offline import find_offline_runs, read_offline_run
 from reports.wandb_source import newest_per_job, offline_records
 from tests.conftest import ROOT, run_cli
-from tests.wandb_http_standin import wandb_server
+from tests.reports.wandb_http_standin import wandb_server
 
 TINY_CLI = ["epochs=1", "data.train_per_class=6", "data.val_per_class=3", "device=cpu"]
 

@@ -25,7 +25,7 @@ from runners.tasks.coco_eval import (
     score_detections,
     write_detections,
 )
-from tests.test_darknet_cli import SMALL_CFG
+from tests.models.darknet.test_darknet_job import SMALL_CFG
 
 SMALL_SET = {"seed": 3, "image_size": 64, "num_classes": 4, "train_images": 12, "val_images": 16}
 

@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import ROOT
 from tests.postgres_server import throwaway_postgres
-from tests.test_optuna_sweep import TINY_CLI, TWO_PARAMS
+from tests.runners.search.test_optuna_sweep import TINY_CLI, TWO_PARAMS
 
 
 @pytest.fixture

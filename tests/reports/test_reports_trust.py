@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -15,8 +13,7 @@ import pytest
 
 from reports.__main__ import main
 from runners.core.study_settings import StudySettings
-from tests.conftest import ROOT
-from tests.reports_fixture import _config, _record
+from tests.reports.reports_fixture import _config, _record
 
 BROKEN = {
     "not-json": b"{not json",
@@ -45,7 +42,7 @@ def _good(root: Path, name: str, seed: int) -> None:
     _record(config, {"top1": 60.0 + seed, "top5": 80.0, "loss": 1.0}).write(root / name)
 
 
-def test_broken_run_records_are_listed_as_unreadable(tmp_path):
+def test_broken_run_records_are_listed_as_unreadable(tmp_path, capsys):
     # Before: exit 2 on the first, or a traceback (AttributeError) for JSON of the wrong shape.
     study = tmp_path / "study"
     _good(study, "good-0", 0)
@@ -57,11 +54,8 @@ def test_broken_run_records_are_listed_as_unreadable(tmp_path):
     _good(tmp_path / "outside", "job", 5)
     (study / "link").mkdir()
     (study / "link" / "run.json").symlink_to(tmp_path / "outside" / "job" / "run.json")
-    result = subprocess.run(
-        [sys.executable, "-m", "reports", str(study)], cwd=ROOT, capture_output=True, text=True
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "Traceback" not in result.stderr
+    assert main([str(study)]) == 0  # what `python -m reports STUDY` runs
+    assert "Traceback" not in capsys.readouterr().err
     text = (study / "RESULTS.md").read_text()
     n = len(BROKEN) + 1
     assert f"{n + 2} run records: 2 used, {n} left out ({n} unreadable)" in text

@@ -16,7 +16,7 @@ from reports import (
     welch_delta,
 )
 from reports.deltas import format_delta
-from tests.reports_fixture import CLASSIFY, write_fixture
+from tests.reports.reports_fixture import CLASSIFY, write_fixture
 
 
 def _scipy(a, b, confidence=0.95):

@@ -111,14 +111,12 @@ def test_write_results_and_cli_agree(tmp_path):
     assert api.read_text() == (tmp_path / "cli.md").read_text()
 
 
-def test_cli_reports_a_missing_path(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "reports", str(tmp_path / "nope")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 2 and "no such file or directory" in result.stderr
+def test_cli_reports_a_missing_path(tmp_path, capsys):
+    # In process: main() is what `python -m reports` runs (the test above runs the real one).
+    from reports.__main__ import main
+
+    assert main([str(tmp_path / "nope")]) == 2
+    assert "no such file or directory" in capsys.readouterr().err
 
 
 def test_runs_with_other_uncommitted_edits_of_one_commit_are_stale():

@@ -2,7 +2,7 @@
 
 Regenerate the golden file after an intended change of layout, then review its diff:
 
-    REGENERATE_GOLDEN=1 python -m pytest tests/test_reports_golden.py
+    REGENERATE_GOLDEN=1 python -m pytest tests/reports/test_reports_golden.py
 """
 
 from __future__ import annotations
@@ -10,8 +10,6 @@ from __future__ import annotations
 import os
 import re
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -23,8 +21,7 @@ from reports import (
     render_results,
     write_results,
 )
-from tests.conftest import ROOT
-from tests.reports_fixture import CLASSIFY, write_fixture
+from tests.reports.reports_fixture import CLASSIFY, write_fixture
 
 GOLDEN = Path(__file__).parent / "golden" / "RESULTS.md"
 
@@ -32,12 +29,6 @@ GOLDEN = Path(__file__).parent / "golden" / "RESULTS.md"
 @pytest.fixture
 def study(tmp_path: Path) -> Path:
     return write_fixture(tmp_path / "study")
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "reports", *args], cwd=ROOT, capture_output=True, text=True
-    )
 
 
 def test_golden_results(study):
@@ -95,21 +86,23 @@ def test_newest_code_version_decides(tmp_path):
     assert reasons == {"a": "", "b": "stale", "c": "stale"}
 
 
-def test_cli_options(study, tmp_path):
+def test_cli_options(study, tmp_path, capsys):
+    # In process: main() is what `python -m reports` runs (tests/reports/test_reports.py runs
+    # the real command).
+    from reports.__main__ import main
+
     out = tmp_path / "by-batch.md"
-    result = _cli(
+    status = main([
         str(study / "classify"), "--pivot", "batch,regularizer", "--baseline", "batch=64",
         "--metric", "top1", "--out", str(out), "--no-plots",
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == str(out)
+    ])  # fmt: skip
+    assert status == 0, capsys.readouterr().err
+    assert capsys.readouterr().out.strip() == str(out)
     text = out.read_text()
     assert "### Top-1 (%): difference from batch=64" in text and "### Top-5" not in text
     header = next(line for line in text.splitlines() if line.startswith("| batch "))
     assert "regularizer none" in header and "regularizer dropblock" in header
     assert not (tmp_path / "plots").exists()
-
-    from reports.__main__ import main
 
     alias = ["--rows", "regularizer", "--columns", "batch", "--no-plots"]
     assert main([str(study / "classify"), *alias, "--out", str(tmp_path / "alias.md")]) == 0
@@ -131,7 +124,7 @@ def test_cli_options(study, tmp_path):
     ],
 )
 def test_bad_input_is_one_clear_error(study, args, message, capsys):
-    # In process (main() is what the subprocess runs), to keep the suite fast.
+    # In process, as above.
     from reports.__main__ import main
 
     assert main([*(["--no-plots", str(study)] if "--wandb" not in args else []), *args]) == 2
@@ -139,12 +132,14 @@ def test_bad_input_is_one_clear_error(study, args, message, capsys):
     assert err.startswith("error: ") and message in err
 
 
-def test_cli_bad_record_names_the_file(tmp_path):
+def test_cli_bad_record_names_the_file(tmp_path, capsys):
     # Listed as unreadable, with the reason; the report is still written (issue 13).
+    from reports.__main__ import main
+
     (tmp_path / "job").mkdir()
     (tmp_path / "job" / "run.json").write_text("{not json")
-    result = _cli("--no-plots", str(tmp_path))
-    assert result.returncode == 0 and "Traceback" not in result.stderr
+    assert main(["--no-plots", str(tmp_path)]) == 0
+    assert "Traceback" not in capsys.readouterr().err
     text = (tmp_path / "RESULTS.md").read_text()
     assert "| `job/run.json` | unreadable | Expecting property name" in text
 

@@ -90,7 +90,7 @@ def test_same_seed_same_output_and_no_mask_saved_for_backward():
 def test_kernel_draws_centres_at_the_rate():
     # 200k Bernoulli(0.1) draws: se 0.00067, so 3% (0.003) is > 4 sigma. With the equality tests
     # above (kernel == reference given the kernel's centres), the reference's drop-rate tests
-    # (tests/test_drop_block.py) then hold for the kernel too.
+    # (tests/layers/test_drop_block.py) then hold for the kernel too.
     centres = triton_centres((4, 16, 56, 56), 0.1, seed=11, device=DEVICE)
     assert centres.mean().item() == pytest.approx(0.1, rel=0.03)
     other = triton_centres((4, 16, 56, 56), 0.1, seed=12, device=DEVICE)

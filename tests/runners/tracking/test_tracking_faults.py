@@ -13,9 +13,6 @@ from reports.wandb_offline import find_offline_runs, read_offline_run
 from runners import job as job_module
 from runners.core.record import load_record
 from runners.tracking.trackers import NullTracker, WandbTracker, create_tracker
-from tests.conftest import TINY, run_cli
-
-TINY_CLI = [o for o in TINY if not o.startswith("logger=")]
 
 
 def _no_credentials(tmp_path) -> dict[str, str]:
@@ -31,15 +28,20 @@ def _assert_complete(record) -> None:
     assert record.epochs and {"top1", "top5", "loss"} <= set(record.final)
 
 
-def test_online_without_a_key_warns_once_and_the_run_completes(tmp_path, data_cache):
+def test_online_without_a_key_warns_once_and_the_run_completes(make_cfg, tmp_path, monkeypatch):
+    for key in ("WANDB_API_KEY", "NETRC"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in _no_credentials(tmp_path).items():
+        monkeypatch.setenv(key, value)
     job = tmp_path / "job"
-    result = run_cli(
-        *TINY_CLI, "logger=wandb", "logger.mode=online", f"data.cache_dir={data_cache}",
-        f"hydra.run.dir={job}", env=_no_credentials(tmp_path),
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stderr.count("W&B init failed") == 1, result.stderr
-    assert "No API key" in result.stderr
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        record = job_module.run_job(
+            make_cfg("logger=wandb", "logger.mode=online"), job_module.JobContext(job_dir=job)
+        )
+    messages = [str(w.message) for w in caught if "W&B init failed" in str(w.message)]
+    assert len(messages) == 1 and "No API key" in messages[0], messages
+    _assert_complete(record)
     _assert_complete(load_record(job))
 
 
