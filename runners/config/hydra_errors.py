@@ -48,6 +48,18 @@ def _option_of(schema: type | None) -> str:
     return ""
 
 
+def _owners(key: str | None) -> str:
+    """`` (a key of regularizer=cbn, dropblock_cbn)`` when ``key`` is another regularizer's
+    (each regularizer's config holds only its own keys; ``regularizers.registry``)."""
+    section, _, name = (key or "").partition(".")
+    if section != "regularizer" or not name or "." in name:
+        return ""
+    from regularizers import registry
+
+    owners = [spec.name for spec in registry.specs() if name in spec.keys]
+    return f" (a key of regularizer={', '.join(owners)})" if owners else ""
+
+
 def _omegaconf(err: OmegaConfBaseException, override: str | None) -> ConfigError:
     key = getattr(err, "full_key", None)
     message = _first_line(getattr(err, "msg", None) or str(err))
@@ -55,7 +67,8 @@ def _omegaconf(err: OmegaConfBaseException, override: str | None) -> ConfigError
     if "is not in struct" in message or "not in '" in message:
         option = _option_of(getattr(err, "object_type", None))
         return ConfigError(
-            f"{key}: no such key{option}{where}; `python run.py --cfg job` lists the keys"
+            f"{key}: no such key{option}{where}{_owners(key)}; "
+            "`python run.py --cfg job` lists the keys"
         )
     return ConfigError(f"{key}: {message}{where}" if key else f"{message}{where}")
 

@@ -271,12 +271,26 @@ def test_dropblock_cbn_is_dropblock_plus_cbn(make_cfg):
 
 
 @pytest.mark.parametrize(
-    ("regularizer", "key"),
-    [("none", "window"), ("none", "scope"), ("dropout", "cbn_mode"), ("cbn", "scope"), ("dropblock", "window")],
-)  # fmt: skip
-def test_another_regularizers_key_fails_naming_it(regularizer, key):
-    with pytest.raises(ConfigError, match=rf"^regularizer.{key}: no such key"):
+    ("regularizer", "key", "owners"),
+    [
+        ("none", "window", "cbn, dropblock_cbn"),
+        ("none", "scope", "dropblock, dropblock_cbn"),
+        ("dropout", "cbn_mode", "cbn, dropblock_cbn"),
+        ("cbn", "scope", "dropblock, dropblock_cbn"),
+        ("dropblock", "window", "cbn, dropblock_cbn"),
+    ],
+)
+def test_another_regularizers_key_fails_naming_it(regularizer, key, owners):
+    with pytest.raises(ConfigError) as info:
         compose([*TINY, f"regularizer={regularizer}", f"regularizer.{key}=1"])
+    assert str(info.value).startswith(
+        f"regularizer.{key}: no such key (a key of regularizer={owners}); "
+    )
+
+
+def test_a_key_no_regularizer_has_gets_no_owners():
+    with pytest.raises(ConfigError, match=r"^regularizer.windwo: no such key; "):
+        compose([*TINY, "regularizer=cbn", "regularizer.windwo=1"])
 
 
 def test_a_name_without_its_options_is_refused(make_cfg):
