@@ -58,11 +58,23 @@ def _error_line(stderr: str) -> str:
     ],
     ids=lambda v: v[0] if isinstance(v, list) else None,
 )
-def test_bad_config_is_one_line_exit_2_and_no_record(tmp_path, data_cache, overrides, message):
+def test_bad_config_is_one_line_exit_2_and_no_record(
+    cli_in_process, tmp_path, data_cache, overrides, message
+):
     job = tmp_path / "job"
-    result = run_cli(*TINY, f"data.cache_dir={data_cache}", f"hydra.run.dir={job}", *overrides)
+    args = (*TINY, f"data.cache_dir={data_cache}", f"hydra.run.dir={job}", *overrides)
+    result = cli_in_process(*args)
     assert result.returncode == 2, result.stderr[-3000:]
     assert message in _error_line(result.stderr)
+    assert not (job / "run.json").exists()
+
+
+def test_a_bad_config_exits_2_from_a_real_process(tmp_path):
+    # The cases above run run.py in this process; the process's own exit status, once for real.
+    job = tmp_path / "job"
+    result = run_cli(*TINY, f"hydra.run.dir={job}", "backbone=resnet5O")
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "did you mean 'resnet50'" in _error_line(result.stderr)
     assert not (job / "run.json").exists()
 
 

@@ -7,8 +7,6 @@ a temporary config directory, and trained through the real command-line entry po
 
 from __future__ import annotations
 
-import logging
-import runpy
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -17,7 +15,6 @@ from pathlib import Path
 import pytest
 import torch
 from hydra.core.config_store import ConfigStore
-from hydra.core.global_hydra import GlobalHydra
 from torch import nn
 
 from models import create_backbone, group_modules, group_paths
@@ -96,39 +93,11 @@ def noise(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     return conf
 
 
-@pytest.fixture
-def in_process_cli(monkeypatch: pytest.MonkeyPatch):
-    """``python run.py ARGS`` in this process (``run.py`` run as ``__main__``, so Hydra finds
-    ``conf/`` beside it), returning its exit status; Hydra and the process-wide state the run
-    touches (environment, excepthook, root logger, sweep outcome) are restored after."""
-    from runners.app import sweep_outcome
-
-    root = logging.getLogger()
-    monkeypatch.setattr(root, "handlers", list(root.handlers))
-    monkeypatch.setattr(root, "level", root.level)
-    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
-    monkeypatch.setattr(sweep_outcome, "_current", sweep_outcome.SweepOutcome())
-    monkeypatch.setenv("HYDRA_FULL_ERROR", "0")
-    monkeypatch.setenv("WANDB_SILENT", "true")
-
-    def _cli(*args: str) -> int:
-        monkeypatch.setattr(sys, "argv", [str(ROOT / "run.py"), *args])
-        GlobalHydra.instance().clear()
-        try:
-            with pytest.raises(SystemExit) as exit_:
-                runpy.run_path(str(ROOT / "run.py"), run_name="__main__")
-        finally:
-            GlobalHydra.instance().clear()
-        return exit_.value.code
-
-    return _cli
-
-
 def test_a_regularizer_registered_from_a_test_trains_through_the_cli(
-    noise, in_process_cli, tmp_path, data_cache
+    noise, cli_in_process, tmp_path, data_cache
 ):
     job = tmp_path / "job"
-    status = in_process_cli(
+    status = cli_in_process(
         *TINY,
         f"data.cache_dir={data_cache}",
         f"hydra.run.dir={job}",
@@ -136,7 +105,7 @@ def test_a_regularizer_registered_from_a_test_trains_through_the_cli(
         "regularizer=noise",
         "regularizer.sigma=0.25",
     )
-    assert status == 0
+    assert status.returncode == 0, status.stderr[-3000:]
     record = load_record(job)
     assert record.status == "completed"
     assert record.config["regularizer"] == {

@@ -13,7 +13,7 @@ from models.darknet.parse import MAX_CFG_BYTES
 from models.memory import estimate_training_memory
 from runners.config import ConfigError
 from runners.config.preflight import compose
-from tests.conftest import TINY, run_cli
+from tests.conftest import TINY
 
 NET = "[net]\nwidth=32\nheight=32\nchannels=3\n"
 #: A stem of 10^8 filters: 2.7e9 weights, 10^11 outputs per image (13 TB to train at batch 8).
@@ -152,11 +152,11 @@ def test_preflight_names_the_cfg_line_of_a_layer_that_cannot_be_built(tmp_path):
         compose([*TINY, "backbone=darknet", f"backbone.cfg={cfg}"])
 
 
-def test_cli_refuses_a_petabyte_network_with_one_line_and_no_record(tmp_path):
+def test_cli_refuses_a_petabyte_network_with_one_line_and_no_record(cli_in_process, tmp_path):
     cfg = tmp_path / "huge.cfg"
     cfg.write_text(HUGE)
     job = tmp_path / "job"
-    result = run_cli(
+    result = cli_in_process(
         *TINY, "backbone=darknet", f"backbone.cfg={cfg}", "batch=8", f"hydra.run.dir={job}"
     )
     assert result.returncode == 2, result.stderr[-3000:]

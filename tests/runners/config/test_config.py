@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import ValidationError
 
 from runners.config import ConfigError, config_hash, resolved_container, validate
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT
 
 
 def test_default_config_composes_and_validates(make_cfg):
@@ -134,8 +134,8 @@ def test_config_hash_ignores_tracking_but_not_training(make_cfg):
     assert "hydra" not in resolved_container(make_cfg())
 
 
-def test_cli_config_error_is_one_line_and_trains_nothing(tmp_path):
-    result = run_cli(
+def test_cli_config_error_is_one_line_and_trains_nothing(cli_in_process, tmp_path):
+    result = cli_in_process(
         "batch=64", "subdivisions=3", "logger=none", f"hydra.run.dir={tmp_path / 'job'}"
     )
     assert result.returncode == 2
@@ -146,8 +146,8 @@ def test_cli_config_error_is_one_line_and_trains_nothing(tmp_path):
     assert not (tmp_path / "job" / "run.json").exists()
 
 
-def test_cli_type_error_names_the_key(tmp_path):
-    result = run_cli(
+def test_cli_type_error_names_the_key(cli_in_process, tmp_path):
+    result = cli_in_process(
         "regularizer.groups.4.p=high", "regularizer=dropout", f"hydra.run.dir={tmp_path / 'job'}"
     )
     assert result.returncode != 0

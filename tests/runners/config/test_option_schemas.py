@@ -23,7 +23,7 @@ from runners.config.schema import (
     DiskDataConfig,
     TaskConfig,
 )
-from tests.conftest import ROOT, TINY, TINY_COMMON, run_cli
+from tests.conftest import ROOT, TINY, TINY_COMMON
 
 #: What each option needs besides its name to compose: its task, a root for data on disk.
 TASK_JOBS = {"classify": [], "detect": ["task=detect"]}
@@ -104,9 +104,9 @@ def test_a_key_shared_by_options_is_declared_once():
                     declared[key] = cls.__name__
 
 
-def test_another_options_key_is_refused_on_the_command_line(tmp_path, data_cache):
+def test_another_options_key_is_refused_on_the_command_line(cli_in_process, tmp_path, data_cache):
     job = tmp_path / "job"
-    result = run_cli(
+    result = cli_in_process(
         *TINY, f"data.cache_dir={data_cache}", f"hydra.run.dir={job}", "task.fpn_channels=1"
     )
     assert result.returncode == 2, result.stderr[-3000:]

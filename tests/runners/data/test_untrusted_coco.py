@@ -17,7 +17,6 @@ from runners.data import coco_validate
 from runners.data.coco import load_coco
 from runners.data.coco_validate import validate_coco_file, validated_coco
 from runners.data.images import DataError
-from tests.conftest import run_cli
 
 #: A valid two-image set; every case below breaks one thing in a copy of it.
 VALID = {
@@ -244,10 +243,10 @@ def test_preflight_validates_both_splits(tmp_path):
         compose([*DETECT, f"data.root={root}", "data.max_annotation_mb=0.0001"])
 
 
-def test_cli_refuses_an_escaping_file_name_with_one_line_and_no_record(tmp_path):
+def test_cli_refuses_an_escaping_file_name_with_one_line_and_no_record(cli_in_process, tmp_path):
     root = _coco_root(tmp_path / "coco", train=_set(VALID, "images.1.file_name", "../../x.png"))
     job = tmp_path / "job"
-    result = run_cli(*DETECT, f"data.root={root}", f"hydra.run.dir={job}")
+    result = cli_in_process(*DETECT, f"data.root={root}", f"hydra.run.dir={job}")
     assert result.returncode == 2, result.stderr[-3000:]
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     train_file = root / "annotations" / "instances_train.json"
