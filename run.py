@@ -34,13 +34,13 @@ log = logging.getLogger("run")
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    from runners.app.sweep_outcome import mark_started
+    from runners.app.sweep_outcome import current as sweep_outcome
     from runners.core.job_lock import JobLocked
     from runners.data.images import DataError
     from runners.engine.divergence import DivergedError
     from runners.job import JobContext, run_job
 
-    mark_started()
+    sweep_outcome().mark_started()
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     context = JobContext(
@@ -83,7 +83,7 @@ def main(cfg: DictConfig) -> float | None:
 
 def cli() -> int:
     """Run ``main`` and return the exit status; composition errors become one line."""
-    from runners.app.sweep_outcome import exit_status, started
+    from runners.app.sweep_outcome import current as sweep_outcome
     from runners.config.hydra_errors import config_error, is_config_error
     from runners.core.redact import add_secrets_from_args, install_excepthook, redact
 
@@ -91,7 +91,7 @@ def cli() -> int:
     install_excepthook()
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
         main()  # the user asked for Hydra's full tracebacks
-        return exit_status()
+        return sweep_outcome().exit_status()
     # Hydra re-raises instead of printing its multi-line report when HYDRA_FULL_ERROR=1;
     # this process then prints the one line that matters.
     os.environ["HYDRA_FULL_ERROR"] = "1"
@@ -100,12 +100,12 @@ def cli() -> int:
     except Exception as err:
         # Composing the config, or a job's own ConfigError: the command is wrong. Once jobs
         # have started, anything else is a crash: show it all.
-        if started() and not is_config_error(err):
+        if sweep_outcome().started and not is_config_error(err):
             raise
         overrides = [a for a in sys.argv[1:] if not a.startswith("-")]
         print(redact(f"error: {config_error(err, overrides)}"), file=sys.stderr)
         return 2
-    return exit_status()
+    return sweep_outcome().exit_status()
 
 
 if __name__ == "__main__":

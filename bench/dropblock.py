@@ -162,8 +162,8 @@ def bench_layers(device: torch.device, shapes, dtypes, warmup: int, iters: int) 
 
 def bench_resnet50(device: torch.device, warmup: int, iters: int) -> list[str]:
     """ResNet-50 training step, batch 64, 224x224, bf16 autocast, channels_last: none vs dropblock."""
-    from layers import apply_regularizer
     from models import create_backbone, group_modules, group_paths
+    from regularizers.placement import apply_regularizer
 
     lines = ["| regularizer | step ms | img/s | vs none |", "|---|---|---|---|"]
     base = None

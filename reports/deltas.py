@@ -23,6 +23,7 @@ from reports.tables import (
     check_key,
     column_label,
     column_values,
+    row_label,
     row_order,
 )
 from reports.tasks import metric_view
@@ -204,5 +205,5 @@ def delta_table(
     for cell in cells:
         table.loc[cell.row, index[cell.column]] = format_delta(cell.delta, digits, mixed)
     table.columns = [column_label(columns, c) for c in col_values]
-    table.index.name = rows
+    table.index = pd.Index([row_label(rows, r) for r in row_values], name=rows)
     return table

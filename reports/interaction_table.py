@@ -19,7 +19,14 @@ from reports.deltas import Baseline, arm_values, format_delta
 from reports.interaction import interaction
 from reports.multiplicity import holm
 from reports.stats import Delta
-from reports.tables import MetricPivot, cell_groups, column_label, column_values, row_order
+from reports.tables import (
+    MetricPivot,
+    cell_groups,
+    column_label,
+    column_values,
+    row_label,
+    row_order,
+)
 from reports.tasks import metric_view
 
 __all__ = ["InteractionCell", "interaction_cells", "interaction_table", "level_pair_label"]
@@ -90,5 +97,5 @@ def interaction_table(
     for c in cells:
         label = labels[pairs.index((c.low, c.high))]
         table.loc[c.arm, label] = format_delta(c.delta, digits, mark_welch=len(tests) > 1)
-    table.index.name = baseline.key
+    table.index = pd.Index([row_label(baseline.key, a) for a in arms], name=baseline.key)
     return table

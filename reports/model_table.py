@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from reports.deltas import Baseline
-from reports.tables import arm_keys, row_order
+from reports.tables import arm_keys, row_label, row_order
 from reports.tasks import metric_view, task_view
 
 __all__ = ["model_table"]
@@ -93,8 +93,12 @@ def _arms(runs: pd.DataFrame, baseline: Baseline) -> tuple[list, dict, object]:
 
 def _model_name(backbone: object, key: str, arm: object) -> str:
     """``tinyresnet + dropblock``; ``tinyresnet + batch=64`` when the arms are not regularizers."""
-    label = arm[0] if isinstance(arm, tuple) else arm
-    return f"{backbone} + {key}={label}" if key != "regularizer" else f"{backbone} + {label}"
+    value = arm[0] if isinstance(arm, tuple) else arm
+    return (
+        f"{backbone} + {key}={value}"
+        if key != "regularizer"
+        else f"{backbone} + {row_label(key, value)}"
+    )
 
 
 def _model_values(group: pd.DataFrame, ref: pd.DataFrame | None, metrics: tuple) -> dict:

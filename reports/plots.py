@@ -20,6 +20,7 @@ from reports.tables import (
     cell_groups,
     column_label,
     column_values,
+    row_label,
     row_order,
 )
 from runners.core.atomic_write import atomic_write
@@ -80,7 +81,7 @@ def plot_metric_vs_columns(
             ys.append(values.mean())
             es.append(values.std() if len(values) > 1 else 0.0)
         if xs:
-            ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=str(r))
+            ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=str(row_label(rows, r)))
     if numeric and col_values and min(positions.values()) > 0:
         ax.set_xscale("log", base=2)
     ax.set_xticks([positions[c] for c in col_values])
@@ -133,7 +134,7 @@ def plot_learning_curves(
                 continue
             std = arm["std"].fillna(0.0)
             color = f"C{j % 10}"
-            ax.plot(arm.index, arm["mean"], marker=".", color=color, label=str(r))
+            ax.plot(arm.index, arm["mean"], marker=".", color=color, label=str(row_label(rows, r)))
             ax.fill_between(arm.index, arm["mean"] - std, arm["mean"] + std, color=color, alpha=0.2)
         ax.set_title(column_label(columns, c), fontsize=9)
         ax.set_xlabel("epoch")

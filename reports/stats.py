@@ -17,7 +17,7 @@ Two tests, chosen by the data (:func:`compare`):
 Each side needs at least two runs (two shared seeds for the paired test); with fewer, or with a
 zero standard error, there is no interval (``None``): a t interval from one seed is not an
 interval. No bootstrap: with the 2-5 seeds an ablation affords, a bootstrap's interval is too
-narrow. tests/reports/test_stats.py checks every number against scipy.
+narrow. tests/reports/test_reports_stats.py and test_paired_and_interactions.py check every number against scipy.
 """
 
 from __future__ import annotations

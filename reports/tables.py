@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from regularizers.registry import label as regularizer_label
+from regularizers.registry import names as regularizer_names
 from reports.tasks import metric_view
 
 __all__ = [
@@ -23,11 +25,9 @@ __all__ = [
     "format_cell",
     "parse_pivot",
     "pivot_metric",
+    "row_label",
     "row_order",
 ]
-
-#: Regularizers in the order the seed's question reads them; others follow alphabetically.
-CANONICAL_ORDER = ("none", "dropout", "dropblock", "cbn", "dropblock_cbn")
 
 
 @dataclass(frozen=True)
@@ -81,9 +81,17 @@ def _sort_key(value: object) -> tuple:
 
 
 def row_order(values: list) -> list:
-    """Canonical regularizer order first, then the rest sorted (numbers numerically)."""
-    known = [v for v in CANONICAL_ORDER if v in values]
-    return known + sorted((v for v in values if v not in CANONICAL_ORDER), key=_sort_key)
+    """Registered regularizers first, in the registry's order (none, dropout, dropblock, cbn,
+    dropblock_cbn: as the seed's question reads them), then the rest sorted (numbers
+    numerically)."""
+    order = regularizer_names()
+    known = [v for v in order if v in values]
+    return known + sorted((v for v in values if v not in order), key=_sort_key)
+
+
+def row_label(rows: str, value: object) -> object:
+    """How a row is shown: a regularizer by its registry label, any other value as it is."""
+    return regularizer_label(value) if rows == "regularizer" else value
 
 
 def column_values(runs: pd.DataFrame, columns: str) -> list:
@@ -138,5 +146,5 @@ def pivot_metric(runs: pd.DataFrame, rows: str, columns: str, metric: str) -> pd
                 values.mean(), values.std(), len(values), metric_view(metric).digits
             )
     table.columns = [column_label(columns, c) for c in col_values]
-    table.index.name = rows
+    table.index = pd.Index([row_label(rows, r) for r in row_values], name=rows)
     return table

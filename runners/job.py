@@ -109,6 +109,27 @@ def _prepare(
     return plan, checkpoint
 
 
+def _uses_cbn(regularizer_name: str) -> bool:
+    """Whether the regularizer puts Cross-Iteration BN layers in the model (its registry entry)."""
+    from regularizers.registry import find
+
+    spec = find(str(regularizer_name))
+    return spec is not None and spec.converts_bn
+
+
+def _validate_world(cfg: DictConfig, world: distributed.World, device_type: str) -> None:
+    """The rules of ``cfg`` that depend on the number of processes (``ConfigError``)."""
+    distributed.validate_world(
+        world,
+        device_type,
+        batch=cfg.batch,
+        subdivisions=cfg.subdivisions,
+        sync_bn=cfg.ddp.sync_bn,
+        converts_bn=_uses_cbn(cfg.regularizer.name),
+        regularizer_name=cfg.regularizer.name,
+    )
+
+
 def run_job(cfg: DictConfig, context: JobContext) -> RunRecord:
     """Run one training job described by ``cfg`` into ``context.job_dir``.
 
@@ -128,7 +149,7 @@ def run_job(cfg: DictConfig, context: JobContext) -> RunRecord:
     device = resolve_device(str(getattr(cfg.device, "value", cfg.device)))
     # torchrun: check the world, join the process group, agree on rank 0's job dir.
     world = distributed.current_world()
-    distributed.validate_world(cfg, world, device.type)
+    _validate_world(cfg, world, device.type)
     config = resolved_container(cfg)
     digest, code = config_hash(config), code_version()
     device = distributed.init_process_group(world, device)
@@ -153,7 +174,9 @@ def run_job(cfg: DictConfig, context: JobContext) -> RunRecord:
             device=str(device),
             batch=cfg.batch,
             subdivisions=cfg.subdivisions,
-            mini_batch=distributed.bn_mini_batch(cfg, world),
+            mini_batch=distributed.bn_mini_batch(
+                world, batch=cfg.batch, subdivisions=cfg.subdivisions, sync_bn=cfg.ddp.sync_bn
+            ),
             world_size=world.size,
             started_at=_now(),
         )

@@ -149,7 +149,8 @@ def fit(
     layout = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(device, memory_format=layout)
     # DDP (torchrun) trains through the wrapper; `model` stays the plain module everywhere else.
-    train_model = distributed.wrap_model(model, device, distributed.find_unused_parameters(cfg))
+    find_unused = distributed.find_unused_parameters(cfg.ddp.find_unused_parameters, cfg.task.name)
+    train_model = distributed.wrap_model(model, device, find_unused)
     distributed.seed_rank(cfg.seed)
     peak_lr = scaled_lr(cfg.optim.base_lr, cfg.batch)
     optimizer = build_optimizer(

@@ -5,11 +5,15 @@
   excepted: their launch signature is the kernel's).
 - Imports, at any depth (function-level imports and ``importlib.import_module`` included):
   ``runners.core`` imports nothing of the project; ``runners.engine`` never imports
-  ``runners.tasks``, ``runners.data``, ``runners.config`` or ``runners.tracking`` and takes no
-  ``cfg``; ``reports`` imports of the harness only ``runners.core``; ``layers`` never imports
-  ``models``; only ``runners.dist`` imports ``torch.distributed``.
+  ``runners.tasks``, ``runners.data``, ``runners.config`` or ``runners.tracking``;
+  ``reports`` imports of the harness only ``runners.core`` and ``regularizers.registry`` (the
+  rows' order and labels); ``layers`` never imports ``models`` or ``regularizers``;
+  ``regularizers`` imports of the harness only ``layers`` and ``runners.core`` (never
+  ``models``: the group map is passed in); only ``runners.dist`` imports ``torch.distributed``.
+- ``runners.engine`` and ``runners.dist`` take no ``cfg``: their functions receive the values
+  they need, computed by their callers.
 - No import cycle between packages (``runners.<package>``, ``runners.<module>``, ``layers``,
-  ``models``, ``reports``, ``hydra_plugins``, ``run``).
+  ``models``, ``regularizers``, ``reports``, ``hydra_plugins``, ``run``).
 
 Each rule's checker is also tried on a probe that breaks it, so no rule passes vacuously.
 """
@@ -23,20 +27,29 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PROJECT = ("runners", "layers", "models", "reports", "hydra_plugins")
+PROJECT = ("runners", "layers", "models", "regularizers", "reports", "hydra_plugins")
 MAX_LINES, MAX_POSITIONAL, MAX_PARAMETERS = 60, 8, 12
 #: Files whose functions are Triton kernels (their launch signature is the kernel's).
 TRITON_FILES = {"layers/drop_block_triton.py"}
 #: Which units may not import which (prefixes of dotted module names).
+#: Every part of ``runners`` but ``runners.core``.
+RUNNERS_BUT_CORE = (
+    *(f"runners.{p}" for p in ("config", "dist", "data", "tasks", "engine", "tracking")),
+    *("runners.search", "runners.app", "runners.job", "runners.rerun", "runners.training"),
+)
 FORBIDDEN = {
-    "runners.core": ("runners", "layers", "models", "reports", "hydra_plugins"),
+    "runners.core": ("runners", "layers", "models", "regularizers", "reports", "hydra_plugins"),
     "runners.engine": ("runners.tasks", "runners.data", "runners.config", "runners.tracking"),
-    "reports": (
-        *(f"runners.{p}" for p in ("config", "dist", "data", "tasks", "engine", "tracking")),
-        *("runners.search", "runners.app", "runners.job", "runners.rerun", "runners.training"),
-    ),
-    "layers": ("models",),
+    # Reports read run records; of the regularizers only the light registry (row order, labels).
+    "reports": (*RUNNERS_BUT_CORE, "regularizers"),
+    "layers": ("models", "regularizers"),
+    # A regularizer is its schema, rules and layers: the group map comes in as arguments.
+    "regularizers": (*RUNNERS_BUT_CORE, "models", "reports", "hydra_plugins"),
 }
+#: Packages whose functions take the values they need, never the whole config (``cfg``).
+NO_CONFIG = ("runners.engine", "runners.dist")
+#: Exceptions to :data:`FORBIDDEN`: a unit may import these although a rule names their prefix.
+ALLOWED = {"reports": ("regularizers.registry",)}
 
 
 def _sources() -> list[Path]:
@@ -105,10 +118,11 @@ def import_problems(module: str, names: list[str]) -> list[str]:
     problems = []
     for unit, banned in FORBIDDEN.items():
         if _within(module, unit):
+            allowed = (unit, *ALLOWED.get(unit, ()))
             problems += [
                 f"{module} imports {n}"
                 for n in names
-                if any(_within(n, b) for b in banned) and not _within(n, unit)
+                if any(_within(n, b) for b in banned) and not any(_within(n, a) for a in allowed)
             ]
     if not _within(module, "runners.dist"):
         problems += [f"{module} imports {n}" for n in names if _within(n, "torch.distributed")]
@@ -158,6 +172,7 @@ def test_the_rules_see_the_sources(trees):
         "runners.engine.trainer",
         "runners.core.record",
         "layers.regularizer",
+        "regularizers.registry",
         "reports.results",
     } <= modules
     assert sum(1 for t in trees.values() for _ in _functions(t)) > 500
@@ -175,16 +190,21 @@ def test_imports_follow_the_layering(trees):
     assert not problems, "\n".join(problems)
 
 
-def test_the_engine_takes_no_config(trees):
-    engine = [p for p in trees if _within(_module(p), "runners.engine")]
-    named = [
+def cfg_parameters(path: Path, tree: ast.AST) -> list[str]:
+    """Functions of ``tree`` that take a parameter named ``cfg`` (the whole Hydra config)."""
+    return [
         f"{path.relative_to(ROOT)}:{fn.lineno} {fn.name}({arg.arg})"
-        for path in engine
-        for fn in _functions(trees[path])
+        for fn in _functions(tree)
         for arg in [*fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs]
         if arg.arg == "cfg"
     ]
-    assert engine and not named, "\n".join(named)
+
+
+@pytest.mark.parametrize("unit", NO_CONFIG)
+def test_these_packages_take_no_config(trees, unit):
+    files = [p for p in trees if _within(_module(p), unit)]
+    named = [n for path in files for n in cfg_parameters(path, trees[path])]
+    assert files and not named, "\n".join(named)
 
 
 def test_packages_import_each_other_without_cycles(trees):
@@ -196,7 +216,7 @@ def test_packages_import_each_other_without_cycles(trees):
             if source and target and target != source and target != "runners":
                 edges.setdefault(source, set()).add(target)
     seen = set(edges) | {target for targets in edges.values() for target in targets}
-    assert {"runners.engine", "runners.core", "reports", "layers", "models"} <= seen
+    assert {"runners.engine", "runners.core", "reports", "layers", "models", "regularizers"} <= seen
     assert not (cycle := find_cycle(edges)), " -> ".join(cycle)
 
 
@@ -214,6 +234,11 @@ _LONG = "def f(a, b, c, d, e, f, g, h, i):\n" + "    x = 1\n" * 60
         ("reports.results", "importlib.import_module('runners.engine.trainer')"),
         ("reports.collect", "from runners import search"),
         ("layers.regularizer", "from models import group_modules"),
+        ("layers.placement", "from regularizers.registry import get"),
+        ("regularizers.dropblock", "from runners.config.rules import validate"),
+        ("regularizers.placement", "def f():\n    from models import group_modules"),
+        ("reports.tables", "from regularizers import dropblock"),
+        ("runners.core.checks", "import regularizers"),
         ("runners.tasks.classify", "import torch.distributed as dist"),
     ],
 )
@@ -228,6 +253,19 @@ def test_allowed_imports_pass():
     assert not import_problems(
         "runners.dist.distributed", imported(ast.parse("import torch.distributed"))
     )
+    assert not import_problems(
+        "reports.tables", imported(ast.parse("from regularizers.registry import names"))
+    )
+    assert not import_problems(
+        "regularizers.cbn", imported(ast.parse("from runners.core.checks import one_of"))
+    )
+
+
+def test_a_cfg_parameter_is_found():
+    probe = ast.parse("def f(world, *, cfg):\n    pass\ndef g(batch):\n    pass")
+    assert cfg_parameters(ROOT / "runners" / "dist" / "probe.py", probe) == [
+        "runners/dist/probe.py:1 f(cfg)"
+    ]
 
 
 def test_long_functions_and_cycles_are_found():

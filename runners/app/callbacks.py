@@ -3,8 +3,8 @@ secrets out of the files Hydra writes itself.
 
 Registered in ``conf/config.yaml`` under ``hydra.callbacks``. The aggregation itself lives in
 ``reports`` so that ``python -m reports`` and this callback produce the same file. The callback
-also notes which jobs of the sweep did not complete (``runners.app.sweep_outcome``), which decides
-the exit status of ``run.py -m``.
+also notes which jobs of the sweep did not complete, in this process's
+:class:`~runners.app.sweep_outcome.SweepOutcome`, which decides the exit status of ``run.py -m``.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ class ResultsTableCallback(Callback):
         self._before: sweep_outcome.Snapshot = {}
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        sweep_outcome.mark_started()
+        sweep_outcome.current().mark_started()
         try:
             sweep_dir = Path(config.hydra.sweep.dir).resolve()
         except OmegaConfBaseException:
@@ -84,7 +84,7 @@ class ResultsTableCallback(Callback):
             return  # torchrun: every process ran the sweep; rank 0 tabulates it
 
         sweep_dir = Path(config.hydra.sweep.dir).resolve()
-        sweep_outcome.summarize(sweep_dir, self._before)
+        sweep_outcome.current().summarize(sweep_dir, self._before)
         report = config.get("report", {})
         rows = report.get("rows", "regularizer")
         columns = report.get("columns", "batch")
@@ -105,7 +105,7 @@ class ResultsTableCallback(Callback):
             )
         except Exception:  # the records are safe; the table can be made with python -m reports
             log.exception("could not write the results table of %s", sweep_dir)
-            sweep_outcome.fail()
+            sweep_outcome.current().fail()
             return
         log.info("results table: %s", path)
         print(f"results: {path}")

@@ -16,6 +16,7 @@ from hydra.errors import HydraException, MissingConfigException, OverrideParseEx
 from omegaconf.errors import OmegaConfBaseException
 
 from runners.config import ConfigError
+from runners.config.schema import OPTION_SCHEMAS
 
 __all__ = ["config_error", "is_config_error"]
 
@@ -37,12 +38,38 @@ def _missing_option(err: MissingConfigException) -> ConfigError:
     )
 
 
+def _option_of(schema: type | None) -> str:
+    """`` in <group>=<option>`` when ``schema`` is an option's own (its keys are only that
+    option's, :data:`~runners.config.schema.OPTION_SCHEMAS`); empty otherwise."""
+    for group, schemas in OPTION_SCHEMAS.items():
+        for name, option in schemas.items():
+            if option is schema:
+                return f" in {group}={name}"
+    return ""
+
+
+def _owners(key: str | None) -> str:
+    """`` (a key of regularizer=cbn, dropblock_cbn)`` when ``key`` is another regularizer's
+    (each regularizer's config holds only its own keys; ``regularizers.registry``)."""
+    section, _, name = (key or "").partition(".")
+    if section != "regularizer" or not name or "." in name:
+        return ""
+    from regularizers import registry
+
+    owners = [spec.name for spec in registry.specs() if name in spec.keys]
+    return f" (a key of regularizer={', '.join(owners)})" if owners else ""
+
+
 def _omegaconf(err: OmegaConfBaseException, override: str | None) -> ConfigError:
     key = getattr(err, "full_key", None)
     message = _first_line(getattr(err, "msg", None) or str(err))
     where = f" (override {override!r})" if override else ""
     if "is not in struct" in message or "not in '" in message:
-        return ConfigError(f"{key}: no such key{where}; `python run.py --cfg job` lists the keys")
+        option = _option_of(getattr(err, "object_type", None))
+        return ConfigError(
+            f"{key}: no such key{option}{where}{_owners(key)}; "
+            "`python run.py --cfg job` lists the keys"
+        )
     return ConfigError(f"{key}: {message}{where}" if key else f"{message}{where}")
 
 

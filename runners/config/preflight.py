@@ -99,6 +99,7 @@ def _check_backbone_and_blocks(cfg: Any) -> None:
     from layers.regularizer import effective_group_settings
     from models.darknet.parse import DarknetCfgError
     from models.feature_maps import group_map_sizes
+    from regularizers import registry
 
     name, size = cfg.backbone.name, cfg.data.image_size
     try:
@@ -111,7 +112,7 @@ def _check_backbone_and_blocks(cfg: Any) -> None:
             f"backbone {name!r} cannot be built with backbone.kwargs={kwargs} at "
             f"data.image_size={size}: {type(err).__name__}: {str(err).splitlines()[0]}"
         ) from None
-    if cfg.regularizer.name not in ("dropblock", "dropblock_cbn"):
+    if not registry.get(cfg.regularizer.name).places_blocks:
         return
     largest = max(max(h, w) for sides in maps.values() for h, w in sides)
     for group, settings in cfg.regularizer.groups.items():

@@ -8,19 +8,17 @@ the keys that only decide when a run stops or what is recorded.
 Rules come in two kinds:
 
 - generic rules check one key's type-independent range or name (``batch >= 1``, ``data.crop``
-  one of ``pad``/``resized``) through the small helpers at the top of this module;
+  one of ``pad``/``resized``) through the small helpers of ``runners.core.checks``;
 - per-option rules sit beside their option in a registry keyed by the option's name:
   :data:`TASKS` (each task's data options and the rules of its ``task.*`` keys),
-  :data:`DATA_OPTIONS` (whether the option reads ``data.root``, and its own rules),
-  :data:`BACKBONE_RULES` and :data:`REGULARIZERS` with :data:`REGULARIZER_FAMILIES` (the
-  regularizer keys each family of layers reads, and their rules).
+  :data:`DATA_OPTIONS` (whether the option reads ``data.root``, and the rules of its own keys),
+  :data:`BACKBONE_RULES`, and the regularizers' registry (``regularizers.registry``: each
+  regularizer's schema holds only its own keys, and its entry the rules of those keys).
 
-The schemas are still unions (``TaskConfig`` holds classification's and detection's keys,
-``RegularizerConfig`` every family's), so a key's rules run whichever option is chosen: a bad
-``task.fpn_channels`` is refused under ``task=classify`` too, and a bad ``regularizer.scope``
-under ``regularizer=none``. Only the data and backbone rules that depend on the option chosen
-(``data.root`` for data read from disk, the generated sets' sizes, the Darknet cfg file) run
-for that option alone.
+Each task and data option has a schema of its own (``runners.config.schema.TASK_SCHEMAS``,
+``DATA_SCHEMAS``), and so does each regularizer (its file in ``regularizers/``), so a composed
+node holds only its option's keys, and the rules of those keys run for that option alone (a rule
+never reads a key the option lacks).
 
 This module must stay light to import (no torch): the registries of backbones and layer options
 are imported inside the functions that read them.
@@ -28,25 +26,32 @@ are imported inside the functions that read them.
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from runners.config.schema import GROUPS, REPORT_METRICS, Config, ConfigError
+from regularizers.base import GROUPS
+from runners.config.schema import (
+    DATA_SCHEMAS,
+    REPORT_METRICS,
+    TASK_SCHEMAS,
+    Config,
+    ConfigError,
+)
+from runners.core.checks import at_least as _at_least
+from runners.core.checks import check_range as _check_range
+from runners.core.checks import one_of as _one_of
+from runners.core.checks import positive as _positive
 
 __all__ = [
     "BACKBONE_RULES",
     "DATA_OPTIONS",
-    "REGULARIZERS",
-    "REGULARIZER_FAMILIES",
     "TASKS",
     "TASK_DATA",
     "DataOption",
-    "RegularizerOption",
     "TaskOption",
     "validate",
 ]
@@ -60,37 +65,32 @@ LOGGERS = ("wandb", "none")
 OPTIMIZERS = ("sgd",)
 
 
-# Generic rules: one key, one rule, one line naming both and the value.
+# Generic rules (one key, one rule, one line naming both and the value) live in
+# ``runners.core.checks``, shared with the regularizers' own rules.
 
 
-def _name_error(key: str, value: str, options: tuple[str, ...] | list[str]) -> ConfigError:
-    close = difflib.get_close_matches(value, list(options), n=3)
-    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    return ConfigError(f"{key} must be one of {', '.join(sorted(options))}, got {value!r}{hint}")
+def _check_schema(group: str, node: Any, schemas: dict[str, type]) -> None:
+    """The node is the option its ``name`` says, with that option's keys alone.
 
-
-def _one_of(key: str, value: str, options: tuple[str, ...] | list[str]) -> None:
-    if value not in options:
-        raise _name_error(key, value, options)
-
-
-def _at_least(key: str, value: int, low: int, unit: str = "") -> None:
-    """``value >= low``; ``unit`` follows the bound in the message (``" forwards"``)."""
-    if value < low:
-        raise ConfigError(f"{key} must be >= {low}{unit}, got {value}")
-
-
-def _positive(key: str, value: float, rule: str = "> 0 and finite") -> None:
-    """A finite ``value > 0``; ``rule`` is how the message states it."""
-    if not (math.isfinite(value) and value > 0):
-        raise ConfigError(f"{key} must be {rule}, got {value}")
-
-
-def _check_range(key: str, value: float, low: float, high: float | None, high_open: bool) -> None:
-    too_high = high is not None and (value >= high if high_open else value > high)
-    if not math.isfinite(value) or value < low or too_high:
-        upper = "∞)" if high is None else (f"{high})" if high_open else f"{high}]")
-        raise ConfigError(f"{key} must be in [{low}, {upper}, got {value}")
+    ``task.name=detect`` under ``task=classify`` would leave detection without its keys, and
+    ``+task.fpn_channels=1`` (Hydra's ``+`` adds a key even to a struct node) a key nothing reads.
+    """
+    schema = OmegaConf.get_type(node)
+    if schema not in schemas.values():
+        return  # not an option's schema (a plain mapping)
+    chosen = next(name for name, option in schemas.items() if option is schema)
+    if node.name != chosen:
+        raise ConfigError(
+            f"{group}.name must name the {group} option chosen ({group}={chosen}), got "
+            f"{node.name!r}; choose another option with {group}={node.name}"
+        )
+    keys = {f.name for f in fields(schema)}
+    extra = [key for key in node if key not in keys] if isinstance(node, DictConfig) else []
+    if extra:
+        raise ConfigError(
+            f"{group}.{extra[0]}: no such key in {group}={chosen}; "
+            "`python run.py --cfg job` lists the keys"
+        )
 
 
 # Tasks: the rules of each task's own keys, and the data options it reads.
@@ -133,27 +133,40 @@ TASKS: dict[str, TaskOption] = {
 TASK_DATA: dict[str, tuple[str, ...]] = {name: option.data for name, option in TASKS.items()}
 
 
-# Data options: which read a data set from ``data.root``, and the generated sets' sizes.
+# Data options: which read a data set from ``data.root``, their layout's keys, and the
+# generated sets' sizes.
 
 
-def _check_synthetic(data: Any) -> None:
-    """``data=synthetic``: 2..10 classes (the generator's shapes), images per class >= 1."""
-    if not 2 <= data.num_classes <= 10:
-        raise ConfigError(
-            f"data.num_classes must be in [2, 10] for synthetic data, got {data.num_classes}"
-        )
-    for key in ("train_per_class", "val_per_class"):
-        _at_least(f"data.{key}", getattr(data, key), 1)
+def _check_image_folder_layout(data: Any) -> None:
+    """ImageNet layout (``synthetic``, ``imagefolder``): the training crop."""
+    _one_of("data.crop", data.crop, CROPS)
 
 
-def _check_synthetic_det(data: Any) -> None:
-    """``data=synthetic_det``: 1..10 classes, images per split >= 1."""
-    if not 1 <= data.num_classes <= 10:
-        raise ConfigError(
-            f"data.num_classes must be in [1, 10] for synthetic_det, got {data.num_classes}"
-        )
-    for key in ("train_images", "val_images"):
-        _at_least(f"data.{key}", getattr(data, key), 1)
+def _check_coco_layout(data: Any) -> None:
+    """COCO layout (``coco``, ``synthetic_det``): the annotation file's size limit."""
+    _positive("data.max_annotation_mb", data.max_annotation_mb)
+
+
+def _generated_set(classes: tuple[int, int], named: str, sizes: tuple[str, ...]) -> Rule:
+    """The rule of a generated data set: ``data.num_classes`` within ``classes`` (the shapes its
+    generator draws; ``named`` says which set in the message) and each of ``sizes`` >= 1."""
+    low, high = classes
+
+    def check(data: Any) -> None:
+        if not low <= data.num_classes <= high:
+            raise ConfigError(
+                f"data.num_classes must be in [{low}, {high}] for {named}, got {data.num_classes}"
+            )
+        for key in sizes:
+            _at_least(f"data.{key}", getattr(data, key), 1)
+
+    return check
+
+
+#: ``data=synthetic``: 2..10 classes, images per class >= 1.
+_check_synthetic = _generated_set((2, 10), "synthetic data", ("train_per_class", "val_per_class"))
+#: ``data=synthetic_det``: 1..10 classes, images per split >= 1.
+_check_synthetic_det = _generated_set((1, 10), "synthetic_det", ("train_images", "val_images"))
 
 
 @dataclass(frozen=True)
@@ -162,16 +175,16 @@ class DataOption:
 
     #: It reads an existing data set from ``data.root`` (generated sets live in ``cache_dir``).
     needs_root: bool = False
-    #: Rules that hold only when this option is chosen.
-    rules: Rule | None = None
+    #: The rules of its own keys (its layout's, then its own), run only when it is chosen.
+    rules: tuple[Rule, ...] = ()
 
 
 #: Each data option. Every data option a task reads (:data:`TASKS`) is here.
 DATA_OPTIONS: dict[str, DataOption] = {
-    "synthetic": DataOption(rules=_check_synthetic),
-    "imagefolder": DataOption(needs_root=True),
-    "synthetic_det": DataOption(rules=_check_synthetic_det),
-    "coco": DataOption(needs_root=True),
+    "synthetic": DataOption(rules=(_check_image_folder_layout, _check_synthetic)),
+    "imagefolder": DataOption(needs_root=True, rules=(_check_image_folder_layout,)),
+    "synthetic_det": DataOption(rules=(_check_coco_layout, _check_synthetic_det)),
+    "coco": DataOption(needs_root=True, rules=(_check_coco_layout,)),
 }
 
 
@@ -196,55 +209,8 @@ def _check_darknet(cfg: DictConfig | Config) -> None:
 BACKBONE_RULES: dict[str, Rule] = {"darknet": _check_darknet}
 
 
-# Regularizers: the keys of each family of layers, and the regularizers built from them.
-# The option names come from the layers themselves, so config and layers cannot drift.
-
-
-def _check_dropblock_keys(reg: Any) -> None:
-    """DropBlock's options (``layers.drop_block``, ``layers.schedule``)."""
-    from layers.drop_block import GAMMAS, KERNELS, RESCALES, SCOPES
-    from layers.schedule import SCHEDULES
-
-    for key, options in (
-        ("scope", SCOPES),
-        ("rescale", RESCALES),
-        ("gamma", GAMMAS),
-        ("schedule", SCHEDULES),
-        ("kernel", KERNELS),
-    ):
-        _one_of(f"regularizer.{key}", reg[key], options)
-
-
-def _check_cbn_keys(reg: Any) -> None:
-    """Cross-Iteration BN's options (``layers.cross_iteration_bn``)."""
-    from layers.cross_iteration_bn import MODES
-
-    _one_of("regularizer.cbn_mode", reg.cbn_mode, MODES)
-    _at_least("regularizer.window", reg.window, 1)
-    _at_least("regularizer.burnin", reg.burnin, 0, " optimizer steps")
-
-
-@dataclass(frozen=True)
-class RegularizerOption:
-    """A regularizer as validation sees it."""
-
-    #: The families (:data:`REGULARIZER_FAMILIES`) whose keys it reads, besides ``groups``.
-    families: tuple[str, ...] = ()
-
-
-#: Each family of regularizer layers and the rules of its ``regularizer.*`` keys.
-REGULARIZER_FAMILIES: dict[str, Rule] = {
-    "dropblock": _check_dropblock_keys,
-    "cbn": _check_cbn_keys,
-}
-#: Regularizers the runner knows how to place. Later issues extend this registry.
-REGULARIZERS: dict[str, RegularizerOption] = {
-    "none": RegularizerOption(),
-    "dropout": RegularizerOption(),
-    "dropblock": RegularizerOption(families=("dropblock",)),
-    "cbn": RegularizerOption(families=("cbn",)),
-    "dropblock_cbn": RegularizerOption(families=("dropblock", "cbn")),
-}
+# Regularizers: each one's keys and rules are its registry entry (``regularizers/<name>.py``);
+# the groups' settings are common to all.
 
 
 def _check_block_size(prefix: str, settings: Any, size: float, size_mode: str) -> None:
@@ -296,18 +262,18 @@ def _check_run(cfg: DictConfig | Config) -> None:
 
 
 def _check_task(cfg: DictConfig | Config) -> None:
-    """The task's name and evaluation interval, then every task's keys (union schema)."""
+    """The task's name and evaluation interval, then the chosen task's own keys."""
     task = cfg.task
     _one_of("task.name", task.name, tuple(TASKS))
+    _check_schema("task", task, TASK_SCHEMAS)
     _at_least("task.eval_every", task.eval_every, 1)
-    for option in TASKS.values():
-        option.rules(task)
+    TASKS[task.name].rules(task)
 
 
 def _check_limits(cfg: DictConfig | Config) -> None:
-    """Limits on untrusted input (docs/ROBUSTNESS.md)."""
+    """Limits on untrusted input every option has (docs/ROBUSTNESS.md); the COCO layout's
+    annotation limit is its own rule (:func:`_check_coco_layout`)."""
     _at_least("data.max_image_pixels", cfg.data.max_image_pixels, 1)
-    _positive("data.max_annotation_mb", cfg.data.max_annotation_mb)
     _positive("backbone.max_memory_gb", cfg.backbone.max_memory_gb)
 
 
@@ -318,15 +284,15 @@ def _check_data(cfg: DictConfig | Config) -> None:
         raise ConfigError(
             f"data={data.name} does not fit task={cfg.task.name}; use one of: {', '.join(fits)}"
         )
+    _check_schema("data", data, DATA_SCHEMAS)
     option = DATA_OPTIONS[data.name]
     if option.needs_root and not data.root:
         raise ConfigError(f"data.root must name the data set's directory for data={data.name}")
     _at_least("data.image_size", data.image_size, 8)
-    _one_of("data.crop", data.crop, CROPS)
     _at_least("data.workers", data.workers, 0)
     _check_limits(cfg)
-    if option.rules is not None:
-        option.rules(data)
+    for rule in option.rules:
+        rule(data)
     values = [*data.mean, *data.std]
     if (
         len(data.mean) != 3
@@ -350,11 +316,21 @@ def _check_backbone(cfg: DictConfig | Config) -> None:
 
 
 def _check_regularizer(cfg: DictConfig | Config) -> None:
-    """The regularizer is known; then every family's keys (union schema) and the groups."""
+    """The regularizer is registered and its section is its schema's; then its own rules, and
+    the groups."""
+    from regularizers import registry
+
     reg = cfg.regularizer
-    _one_of("regularizer.name", reg.name, tuple(REGULARIZERS))
-    for rules in REGULARIZER_FAMILIES.values():
-        rules(reg)
+    _one_of("regularizer.name", reg.name, registry.names())
+    spec = registry.get(reg.name)
+    keys = set(reg.keys()) if isinstance(reg, DictConfig) else set(vars(reg))
+    if keys != spec.keys:
+        raise ConfigError(
+            f"regularizer.name={reg.name} does not match the keys composed for the regularizer "
+            f"({', '.join(sorted(keys ^ spec.keys))}): choose it with regularizer={reg.name}"
+        )
+    for rule in spec.rules:
+        rule(reg)
     _check_groups(reg)
 
 

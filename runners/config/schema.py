@@ -25,24 +25,39 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from regularizers import specs as regularizer_specs
+from regularizers.base import GroupRegularizerConfig, RegularizerConfig
 from runners.core.errors import ConfigError
 from runners.core.record import CLASSIFICATION_METRICS, COCO_METRICS, TASK_METRICS
 
 __all__ = [
+    "DATA_SCHEMAS",
+    "OPTION_SCHEMAS",
     "PRIMARY_METRIC",
+    "TASK_SCHEMAS",
     "BackboneConfig",
     "CheckpointConfig",
+    "ClassifyTaskConfig",
+    "CocoDataConfig",
+    "CocoLayoutConfig",
     "Config",
     "ConfigError",
     "DataConfig",
     "DdpConfig",
+    "DetectTaskConfig",
     "Device",
+    "DiskDataConfig",
     "DivergenceConfig",
+    "GeneratedDataConfig",
     "GroupRegularizerConfig",
+    "ImageFolderDataConfig",
+    "ImageFolderLayoutConfig",
     "LoggerConfig",
     "OptimConfig",
     "RegularizerConfig",
     "ReportConfig",
+    "SyntheticDataConfig",
+    "SyntheticDetDataConfig",
     "TaskConfig",
     "config_hash",
     "register_configs",
@@ -52,8 +67,6 @@ __all__ = [
 PRIMARY_METRIC = {task: metrics.primary for task, metrics in TASK_METRICS.items()}
 #: Metrics a report can tabulate: classification's, then COCOeval's twelve.
 REPORT_METRICS = (*CLASSIFICATION_METRICS, *COCO_METRICS)
-#: Groups are the four backbone stages of the DropBlock paper (ResNet conv2_x .. conv5_x).
-GROUPS = ("1", "2", "3", "4")
 #: Keys that do not change what a run computes, so they are left out of the config hash.
 #: ``divergence`` only decides when a run is stopped, ``force`` only whether it reruns,
 #: ``checkpoint`` only how often state is saved.
@@ -81,16 +94,32 @@ class LoggerMode(str, Enum):
 
 @dataclass
 class TaskConfig:
-    """What is trained and how it is scored."""
+    """What is trained and how it is scored: the keys every task has.
 
-    name: str = "classify"
+    Each task option extends it with its own keys (:data:`TASK_SCHEMAS`), so a composed
+    ``task`` node holds only the chosen task's keys.
+    """
+
+    name: str = MISSING
     #: Evaluate on the validation split after every ``eval_every`` epochs (and after the last).
     eval_every: int = 1
-    # Classification.
+
+
+@dataclass
+class ClassifyTaskConfig(TaskConfig):
+    """``task=classify``: cross-entropy, scored by top-k accuracy."""
+
+    name: str = "classify"
     #: The k of each top-k accuracy reported (Top-1 and Top-5, as ImageNet tables do).
     topk: list[int] = field(default_factory=lambda: [1, 5])
     label_smoothing: float = 0.0
-    # Detection (RetinaNet, ``models.detection``).
+
+
+@dataclass
+class DetectTaskConfig(TaskConfig):
+    """``task=detect``: RetinaNet (``models.detection``), scored by COCOeval."""
+
+    name: str = "detect"
     #: Channels of the FPN and of RetinaNet's heads (256 in the paper).
     fpn_channels: int = 256
     #: Base anchor side on P3..P7 in pixels (the paper's 32..512 are for 800 px images).
@@ -103,49 +132,121 @@ class TaskConfig:
 
 @dataclass
 class DataConfig:
-    """A data set: ImageNet layout for classification, COCO layout for detection.
+    """A data set: the keys every data option reads (size, normalisation, loading).
 
-    ``synthetic`` generates an ImageNet-layout tree (``root/train/<class>/*``) once into
-    ``cache_dir`` and loads it through the same ImageFolder code as ``imagefolder``;
-    ``synthetic_det`` generates a COCO-layout set (``root/<split>/*``,
-    ``<ann>/instances_<split>.json``) and loads it through the same code as ``coco``.
+    Each data option extends it (:data:`DATA_SCHEMAS`) through the intermediate schemas of the
+    keys it shares with others: its layout (:class:`ImageFolderLayoutConfig`,
+    :class:`CocoLayoutConfig`) and where it comes from (:class:`DiskDataConfig` for a set read
+    from ``root``, :class:`GeneratedDataConfig` for one generated into ``cache_dir``).
+    ``synthetic`` generates an ImageNet-layout tree (``train/<class>/*``) and loads it through
+    the same ImageFolder code as ``imagefolder``; ``synthetic_det`` generates a COCO-layout set
+    (``<split>/*``, ``<ann>/instances_<split>.json``) and loads it through the same code as
+    ``coco``.
     """
 
     name: str = MISSING
-    root: str | None = None
     image_size: int = 32
     #: Per-channel normalisation applied after scaling pixels to [0, 1].
     mean: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
     std: list[float] = field(default_factory=lambda: [0.25, 0.25, 0.25])
     augment: bool = True
-    #: Training crop: ``pad`` (random crop of the padded image, CIFAR-style) or ``resized``
-    #: (RandomResizedCrop, ImageNet-style; evaluation then resizes and centre-crops).
-    crop: str = "pad"
     workers: int = 0
     #: Keep decoded images in memory after the first epoch (small data sets only).
     cache_images: bool = False
-    # COCO layout (coco, synthetic_det): images in <root>/<split>/, annotations in
-    # <ann>/instances_<split>.json (``ann`` relative to ``root`` unless absolute).
-    ann: str = "annotations"
-    train_split: str = "train"
-    val_split: str = "val"
-    # Synthetic generation only.
-    num_classes: int = 10
-    train_per_class: int = 100
-    val_per_class: int = 50
-    #: Images per split of ``synthetic_det``.
-    train_images: int = 400
-    val_images: int = 100
-    #: Seed of the data set itself; independent of the run's ``seed`` so that every arm of a
-    #: study trains on the same images.
-    seed: int = 0
-    cache_dir: str = ".cache/data"
     # Limits on untrusted files (docs/ROBUSTNESS.md, "Untrusted data files").
     #: Largest width x height decoded; a larger image fails the job naming the file. Pillow's
     #: own limit (about 89 MP, 256 MB as RGB), enforced as an error instead of a warning.
     max_image_pixels: int = 89_478_485
-    #: Largest COCO annotation file read, in MB (COCO's train2017 is 448 MB).
+
+
+@dataclass
+class ImageFolderLayoutConfig(DataConfig):
+    """ImageNet layout (``synthetic``, ``imagefolder``): ``<root>/{train,val}/<class>/*``."""
+
+    #: Training crop: ``pad`` (random crop of the padded image, CIFAR-style) or ``resized``
+    #: (RandomResizedCrop, ImageNet-style; evaluation then resizes and centre-crops).
+    crop: str = "pad"
+
+
+@dataclass
+class CocoLayoutConfig(DataConfig):
+    """COCO layout (``coco``, ``synthetic_det``): images in ``<root>/<split>/``, annotations in
+    ``<ann>/instances_<split>.json`` (``ann`` relative to ``root`` unless absolute)."""
+
+    ann: str = "annotations"
+    train_split: str = "train"
+    val_split: str = "val"
+    #: Largest COCO annotation file read, in MB (COCO's train2017 is 448 MB); a limit on
+    #: untrusted files, as ``max_image_pixels``.
     max_annotation_mb: float = 2048.0
+
+
+@dataclass
+class DiskDataConfig(DataConfig):
+    """A data set read from disk (``imagefolder``, ``coco``)."""
+
+    #: Required (``???`` in the option's YAML).
+    root: str | None = None
+
+
+@dataclass
+class GeneratedDataConfig(DataConfig):
+    """A data set generated once into ``cache_dir`` (``synthetic``, ``synthetic_det``)."""
+
+    num_classes: int = 10
+    #: Seed of the data set itself; independent of the run's ``seed`` so that every arm of a
+    #: study trains on the same images.
+    seed: int = 0
+    cache_dir: str = ".cache/data"
+
+
+@dataclass
+class SyntheticDataConfig(GeneratedDataConfig, ImageFolderLayoutConfig):
+    """``data=synthetic``: shapes on clutter, generated as an ImageFolder tree."""
+
+    name: str = "synthetic"
+    train_per_class: int = 100
+    val_per_class: int = 50
+
+
+@dataclass
+class ImageFolderDataConfig(DiskDataConfig, ImageFolderLayoutConfig):
+    """``data=imagefolder``: an ImageNet-layout directory."""
+
+    name: str = "imagefolder"
+
+
+@dataclass
+class SyntheticDetDataConfig(GeneratedDataConfig, CocoLayoutConfig):
+    """``data=synthetic_det``: shapes at several scales, generated in COCO layout."""
+
+    name: str = "synthetic_det"
+    #: Images per split.
+    train_images: int = 400
+    val_images: int = 100
+
+
+@dataclass
+class CocoDataConfig(DiskDataConfig, CocoLayoutConfig):
+    """``data=coco``: COCO, or any set in its layout."""
+
+    name: str = "coco"
+
+
+#: The schema of each task option (``conf/task/<name>.yaml`` extends ``base_task_<name>``).
+TASK_SCHEMAS: dict[str, type[TaskConfig]] = {
+    "classify": ClassifyTaskConfig,
+    "detect": DetectTaskConfig,
+}
+#: The schema of each data option (``conf/data/<name>.yaml`` extends ``base_data_<name>``).
+DATA_SCHEMAS: dict[str, type[DataConfig]] = {
+    "synthetic": SyntheticDataConfig,
+    "imagefolder": ImageFolderDataConfig,
+    "synthetic_det": SyntheticDetDataConfig,
+    "coco": CocoDataConfig,
+}
+#: The groups whose options have schemas of their own, and those schemas.
+OPTION_SCHEMAS: dict[str, dict[str, type]] = {"task": TASK_SCHEMAS, "data": DATA_SCHEMAS}
 
 
 @dataclass
@@ -159,53 +260,6 @@ class BackboneConfig:
     #: Largest training-memory estimate allowed, in GB: fp32 weights, gradients and momentum
     #: plus every layer's output for one mini-batch, measured on the meta device.
     max_memory_gb: float = 256.0
-
-
-@dataclass
-class GroupRegularizerConfig:
-    """The regularizer's settings for one group (stage) of the backbone.
-
-    Darknet's ``[dropout]`` key names are accepted as aliases: ``probability`` for ``p``,
-    ``dropblock_size_abs`` for ``block_size`` with ``size_mode=abs``, ``dropblock_size_rel`` (or
-    ``dropblock_size``) for ``block_size`` with ``size_mode=rel``. When both an alias and its
-    canonical key are set, the alias wins (as the cfg file is what a Darknet user wrote).
-    """
-
-    p: float = 0.0
-    #: DropBlock block side: pixels (``size_mode=abs``) or a fraction of the map side (``rel``).
-    block_size: float = 7
-    size_mode: str = "abs"
-    probability: float | None = None
-    dropblock_size_abs: int | None = None
-    dropblock_size_rel: float | None = None
-    dropblock_size: float | None = None
-
-
-@dataclass
-class RegularizerConfig:
-    """Which regularizer, and its settings per group: ``groups: {3: {p: ...}, 4: {...}}``."""
-
-    name: str = "none"
-    #: DropBlock options (``layers.drop_block``): defaults are the paper's.
-    scope: str = "channel"
-    rescale: str = "batch"
-    gamma: str = "paper"
-    schedule: str = "linear"
-    kernel: str = "auto"
-    #: Cross-Iteration BN options (``layers.cross_iteration_bn``), used by cbn and dropblock_cbn:
-    #: mini-batches per window (1 = plain BN), optimizer steps of plain BN first, and the mode
-    #: (``cbn``: the paper's compensated window; ``cmbn``: Darknet's batch_normalize=2).
-    window: int = 4
-    burnin: int = 0
-    cbn_mode: str = "cbn"
-    #: ``backbone=darknet`` only: ``keep`` the ``[dropout]`` layers the cfg writes, or ``remove``
-    #: them so that this regularizer alone decides what is placed.
-    cfg_dropout: str = "keep"
-    #: Every group 1..4 is present (p = 0 places nothing), so any group's settings can be
-    #: overridden from the command line: ``regularizer.groups.2.p=0.01``.
-    groups: dict[str, GroupRegularizerConfig] = field(
-        default_factory=lambda: {g: GroupRegularizerConfig() for g in GROUPS}
-    )
 
 
 @dataclass
@@ -322,17 +376,26 @@ class Config:
 
 
 def register_configs() -> None:
-    """Store the schemas so YAML options can extend them (``defaults: [/base_<group>@_here_]``: stored without a group, so ``--help`` lists only real options), and
-    register the resolvers ``conf/config.yaml`` uses for its directories (``runners.config.paths``)."""
+    """Store the schemas so YAML options can extend them, and register the resolvers
+    ``conf/config.yaml`` uses for its directories (``runners.config.paths``).
+
+    A group's schema is ``base_<group>`` (``defaults: [/base_<group>@_here_]``); a group whose
+    options have keys of their own has one schema per option, ``base_<group>_<option>``
+    (:data:`OPTION_SCHEMAS`). They are stored without a group, so
+    ``--help`` lists only real options.
+    """
     from runners.config.paths import register_resolvers
 
     register_resolvers()
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=Config)
-    cs.store(name="base_task", node=TaskConfig)
-    cs.store(name="base_data", node=DataConfig)
+    for group, schemas in OPTION_SCHEMAS.items():
+        for name, schema in schemas.items():
+            cs.store(name=f"base_{group}_{name}", node=schema)
     cs.store(name="base_backbone", node=BackboneConfig)
-    cs.store(name="base_regularizer", node=RegularizerConfig)
+    # One schema per regularizer (regularizers/<name>.py), each with its own keys only.
+    for spec in regularizer_specs():
+        cs.store(name=f"base_regularizer_{spec.name}", node=spec.schema)
     cs.store(name="base_optim", node=OptimConfig)
     cs.store(name="base_logger", node=LoggerConfig)
 

@@ -31,6 +31,7 @@ from runners.data.coco_validate import validated_coco
 from runners.data.images import read_rgb
 from runners.data.loaders import BatchNormalizer
 from runners.data.sampler import EpochShuffleSampler
+from runners.data.synthetic import generator_options
 from runners.data.synthetic_det import ensure_synthetic_detection_dataset
 
 __all__ = [
@@ -160,14 +161,8 @@ class DetectionData:
 def coco_paths(data: Any) -> tuple[Path, dict[str, tuple[Path, Path]]]:
     """The set's root and, per split, (images dir, instances json); generated for synthetic_det."""
     if data.name == "synthetic_det":
-        root = ensure_synthetic_detection_dataset(
-            data.cache_dir,
-            seed=data.seed,
-            image_size=data.image_size,
-            num_classes=data.num_classes,
-            train_images=data.train_images,
-            val_images=data.val_images,
-        )
+        options = generator_options(data, "train_images", "val_images")
+        root = ensure_synthetic_detection_dataset(data.cache_dir, **options)
     else:
         root = Path(data.root).expanduser()
         if not root.is_dir():

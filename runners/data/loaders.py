@@ -26,7 +26,7 @@ from torchvision.transforms import v2
 from runners.data.image_folder import scan_split
 from runners.data.images import ImageReader
 from runners.data.sampler import EpochShuffleSampler
-from runners.data.synthetic import ensure_synthetic_dataset
+from runners.data.synthetic import ensure_synthetic_dataset, generator_options
 
 __all__ = ["BatchNormalizer", "DataBundle", "build_data", "dataset_root"]
 
@@ -86,14 +86,8 @@ class _ImageFolder(datasets.ImageFolder):
 def dataset_root(data: Any) -> Path:
     """The folder with ``train/`` and ``val/``: generated for ``synthetic``, given otherwise."""
     if data.name == "synthetic":
-        return ensure_synthetic_dataset(
-            data.cache_dir,
-            seed=data.seed,
-            image_size=data.image_size,
-            num_classes=data.num_classes,
-            train_per_class=data.train_per_class,
-            val_per_class=data.val_per_class,
-        )
+        options = generator_options(data, "train_per_class", "val_per_class")
+        return ensure_synthetic_dataset(data.cache_dir, **options)
     root = Path(data.root).expanduser()
     for split in ("train", "val"):
         if not (root / split).is_dir():

@@ -24,6 +24,7 @@ import socket
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -34,6 +35,7 @@ __all__ = [
     "CLASS_NAMES",
     "GENERATOR_VERSION",
     "ensure_synthetic_dataset",
+    "generator_options",
     "materialize",
     "render_image",
 ]
@@ -198,6 +200,12 @@ def ensure_synthetic_dataset(
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2))
 
     return materialize(root, build)
+
+
+def generator_options(data: Any, *sizes: str) -> dict[str, Any]:
+    """A generated set's keywords read from its data config: ``seed``, ``image_size`` and
+    ``num_classes``, which every generator takes, and the split sizes named in ``sizes``."""
+    return {key: getattr(data, key) for key in ("seed", "image_size", "num_classes", *sizes)}
 
 
 def _remove_dead_staging(parent: Path) -> None:

@@ -4,7 +4,8 @@ Li et al., "PyTorch Distributed: Experiences on Accelerating Data Parallel Train
 arXiv 2006.15704 (``torch.nn.parallel.DistributedDataParallel``). ``torchrun`` starts the
 processes and sets ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE``; a job whose ``WORLD_SIZE`` is 1
 (a plain ``python run.py``) never touches anything here beyond :func:`current_world`, so the
-single-process path is unchanged.
+single-process path is unchanged. Nothing here reads the Hydra config: each function takes the
+values it needs (``batch``, ``ddp.sync_bn``, ...), which the job computes from the config.
 
 The rules, each a deliberate choice (``docs/DISTRIBUTED.md`` explains them):
 
@@ -116,38 +117,49 @@ def worker_overrides(environ: Mapping[str, str] | None = None) -> list[str]:
     ]
 
 
-def _uses_cbn(regularizer_name: str) -> bool:
-    return "cbn" in str(regularizer_name).split("_")
+def validate_world(
+    world: World,
+    device_type: str,
+    *,
+    batch: int,
+    subdivisions: int,
+    sync_bn: bool,
+    converts_bn: bool,
+    regularizer_name: str,
+) -> None:
+    """The rules that depend on the number of processes; :class:`ConfigError` on the first break.
 
-
-def validate_world(cfg: Any, world: World, device_type: str) -> None:
-    """The rules that depend on the number of processes; :class:`ConfigError` on the first break."""
-    if cfg.ddp.sync_bn and _uses_cbn(cfg.regularizer.name):
+    ``batch``, ``subdivisions`` and ``sync_bn`` (``ddp.sync_bn``) are the run's; ``converts_bn``
+    says that the regularizer ``regularizer_name`` puts BatchNorm layers of its own in the model
+    (Cross-Iteration BN), which SyncBatchNorm would replace.
+    """
+    if sync_bn and converts_bn:
         raise ConfigError(
-            f"ddp.sync_bn cannot be combined with regularizer={cfg.regularizer.name}: "
+            f"ddp.sync_bn cannot be combined with regularizer={regularizer_name}: "
             "SyncBatchNorm would replace the Cross-Iteration BN layers (CBN keeps per-process "
             "statistics; use ddp.sync_bn=false)"
         )
     if not world.distributed:
         return
-    if cfg.batch % (world.size * cfg.subdivisions):
+    if batch % (world.size * subdivisions):
         raise ConfigError(
             f"batch must be divisible by world_size * subdivisions (each of the {world.size} "
             f"processes loads batch / world_size samples per step, in subdivisions forwards), "
-            f"got batch={cfg.batch} world_size={world.size} subdivisions={cfg.subdivisions}"
+            f"got batch={batch} world_size={world.size} subdivisions={subdivisions}"
         )
-    if cfg.ddp.sync_bn and device_type != "cuda":
+    if sync_bn and device_type != "cuda":
         raise ConfigError(
             f"ddp.sync_bn needs CUDA devices (torch's SyncBatchNorm does not run on the CPU), "
             f"got device={device_type}"
         )
 
 
-def bn_mini_batch(cfg: Any, world: World) -> int:
+def bn_mini_batch(world: World, *, batch: int, subdivisions: int, sync_bn: bool) -> int:
     """Samples that one BatchNorm forward normalises over: ``batch / subdivisions`` on one
-    process or with SyncBatchNorm, ``batch / (world_size * subdivisions)`` otherwise."""
-    per_step = cfg.batch if (cfg.ddp.sync_bn or not world.distributed) else cfg.batch // world.size
-    return per_step // cfg.subdivisions
+    process or with SyncBatchNorm (``sync_bn``), ``batch / (world_size * subdivisions)``
+    otherwise."""
+    per_step = batch if (sync_bn or not world.distributed) else batch // world.size
+    return per_step // subdivisions
 
 
 def init_process_group(world: World, device: torch.device) -> torch.device:
@@ -324,11 +336,12 @@ def convert_sync_batchnorm(model: nn.Module, sync_bn: bool) -> nn.Module:
     return nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
 
-def find_unused_parameters(cfg: Any) -> bool:
-    """``ddp.find_unused_parameters``, or by task when it is ``null`` (on for detection)."""
-    if cfg.ddp.find_unused_parameters is not None:
-        return bool(cfg.ddp.find_unused_parameters)
-    return cfg.task.name == "detect"
+def find_unused_parameters(configured: bool | None, task_name: str) -> bool:
+    """``configured`` (``ddp.find_unused_parameters``), or by task when it is ``None``: on for
+    detection (``task_name`` ``detect``), off otherwise."""
+    if configured is not None:
+        return bool(configured)
+    return task_name == "detect"
 
 
 def wrap_model(

@@ -233,7 +233,7 @@ class OptunaSweep:
 
         # A failed trial is recorded by the study; it does not make this command (or a worker
         # process of it) exit non-zero. Too many in a row stop the worker with an error.
-        sweep_outcome.trials_may_fail()
+        sweep_outcome.current().trials_may_fail()
         worker = int(os.environ.get(ENV_WORKER, "0"))
         _share_cores(n_jobs)
         helpers = [] if worker else self._start_helpers(n_jobs - 1, study_dir)

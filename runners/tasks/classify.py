@@ -70,9 +70,7 @@ def build_classification(cfg: Any, device: torch.device) -> TaskParts:
         return criterion(model(images), targets)
 
     return TaskParts(
-        train=data.train,
-        val=data.val,
-        normalize=data.normalize,
+        data=data,
         model=model,
         placements=placements,
         loss=loss,

@@ -78,9 +78,7 @@ def build_detection(cfg: Any, device: torch.device) -> TaskParts:
         return [{"boxes": t["boxes"].to(device), "labels": t["labels"].to(device)} for t in targets]
 
     return TaskParts(
-        train=data.train,
-        val=data.val,
-        normalize=data.normalize,
+        data=data,
         model=model,
         placements=placements,
         loss=loss,

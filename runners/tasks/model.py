@@ -6,20 +6,18 @@ from typing import Any
 
 from torch import nn
 
-from layers import apply_regularizer
 from models import create_backbone, group_modules, group_paths
+from regularizers.placement import apply_regularizer
 
 __all__ = ["build_model"]
-
-#: Regularizer options passed through to the placement when set.
-_OPTIONS = ("scope", "rescale", "gamma", "schedule", "kernel", "window", "burnin", "cbn_mode")
 
 
 def build_model(cfg: Any, num_classes: int) -> tuple[nn.Module, list[str]]:
     """The backbone with the regularizer placed in its groups; returns it and the placements."""
     model = create_backbone(cfg.backbone.name, num_classes=num_classes, **dict(cfg.backbone.kwargs))
     reg = cfg.regularizer
-    options = {k: reg.get(k) for k in _OPTIONS if reg.get(k) is not None}
+    # The regularizer's own keys (its schema's: DropBlock's scope, ..., CBN's window, ...).
+    options = {key: reg[key] for key in reg if key not in ("name", "groups")}
     # The group map comes from the model registry; the placement itself knows no backbone.
     name = cfg.backbone.name
     groups, paths = group_modules(model, name), group_paths(model, name)

@@ -13,7 +13,7 @@ from reports.collect import load_records
 from reports.findings import judge
 from reports.results import write_records, write_results
 from reports.stats import paired_delta
-from tests.reports_fixture import write_fixture
+from tests.reports.reports_fixture import write_fixture
 
 CLAIMS = [
     {"name": "small_gain", "text": "DropBlock helps at batch 64", "arm": "dropblock",
