@@ -358,6 +358,20 @@ def _check_records(cfg: DictConfig | Config) -> None:
     _at_least("divergence.check_every", div.check_every, 1, " forwards")
     for metric in cfg.report.metrics:
         _one_of("report.metrics", metric, REPORT_METRICS)
+    _check_claims(cfg.report.get("claims") or [])
+
+
+def _check_claims(claims: Any) -> None:
+    """``report.claims``: each a claim the Findings can check (``reports.claims``)."""
+    from reports.claims import parse_claims
+
+    items = [OmegaConf.to_container(c) if isinstance(c, DictConfig) else c for c in claims]
+    try:
+        parsed = parse_claims(items)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    for i, claim in enumerate(parsed):
+        _one_of(f"report.claims[{i}].metric", claim.metric, REPORT_METRICS)
 
 
 _SECTIONS: tuple[Rule, ...] = (

@@ -340,6 +340,9 @@ class ReportConfig:
     baseline: str = "regularizer=none"
     #: Tabulate runs of older code versions too (they are listed as stale otherwise).
     include_stale: bool = False
+    #: Claims the study pre-registers; RESULTS.md's Findings check each by name
+    #: (``reports.claims``: name, text, kind, arm, metric, direction, size, at).
+    claims: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass

@@ -84,7 +84,13 @@ def test_every_study_runs_at_a_tiny_budget(tmp_path, data_cache, study):
     assert result.returncode == 0, result.stderr[-3000:]
     records = [load_record(p) for p in sweep.rglob("run.json")]
     assert records and all(r.status == "completed" and r.study == study for r in records)
-    assert (sweep / "RESULTS.md").is_file()
+    assert (sweep / "RESULTS.md").is_file() and (sweep / "results.csv").is_file()
+    if study == "default":  # the thread's claims, pre-registered in the study, checked by name
+        text = (sweep / "RESULTS.md").read_text()
+        assert "## Findings" in text and "### Claims (pre-registered" in text
+        for claim in ("dropblock_needs_large_mini_batch", "cbn_helps_small_mini_batch"):
+            assert f"*{claim}*" in text
+        assert {r.mini_batch for r in records} == {8, 64} and {r.batch for r in records} == {64}
 
 
 def test_the_missions_command(tmp_path, data_cache):
