@@ -229,13 +229,15 @@ def _worker(rank: int, size: int, init_file: str, out_dir: str) -> None:
 def test_two_processes_match_one(tmp_path):
     import torch.multiprocessing as mp
 
-    # fork: the children inherit the imported modules (spawn would re-import torch: ~20 s more).
+    # spawn, not fork: a fork after autograd has run its worker threads in this process (any
+    # earlier test in the same xdist worker, e.g. test_cbn's torch.compile backward) fails with
+    # "Unable to handle autograd's threading in combination with fork-based multiprocessing".
     context = mp.start_processes(
         _worker,
         args=(2, str(tmp_path / "store"), str(tmp_path)),
         nprocs=2,
         join=False,
-        start_method="fork",
+        start_method="spawn",
     )
     deadline = time.monotonic() + 120  # a hung collective fails the test instead of the suite
     while not context.join(timeout=1):
