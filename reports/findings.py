@@ -46,6 +46,8 @@ class Verdict:
 def judge(delta: Delta | None, family_size: int, sign: int = 0, size: float = 0.0) -> Verdict:
     """The verdict of one comparison (module docstring); ``sign`` 0: no claimed direction."""
     if delta is None or delta.low is None or delta.high is None:
+        if delta is not None and min(delta.n, delta.n_baseline) >= 2:
+            return Verdict("untested", "no spread: every seed gives the same difference")
         return Verdict("untested", "a side has fewer than two runs")
     if delta.survives and (sign == 0 or (delta.diff > 0) == (sign > 0)):
         return Verdict("supported")

@@ -41,6 +41,11 @@ def test_judge_gives_each_verdict():
     assert "smallest effect this design detects with 80% power is ±" in verdict.detail
     assert judge(noisy, 1, sign=+1, size=100).word == "contradicted"  # high < 100
     assert judge(paired_delta({0: 1.0}, {0: 2.0}), 1).word == "untested"
+    flat = judge(paired_delta({0: 3.0, 1: 4.0}, {0: 1.0, 1: 2.0}), 1)  # the same +2 for each seed
+    assert (flat.word, flat.detail) == (
+        "untested",
+        "no spread: every seed gives the same difference",
+    )
     assert judge(None, 1).word == "untested"
 
 
