@@ -1,9 +1,9 @@
 """``RESULTS.md``: the study's comparison tables, written from any set of run records.
 
 Sections, in a fixed order so that diffs of RESULTS.md between two runs of a study mean
-something: per setting (task, data, backbone, epoch budget) the pivot of each metric (rows x
-columns, ``mean ± std (n)``), its deltas against the baseline with Welch 95% intervals, and the
-plots; then the CSPNet-style model table; then the runs left out and why (run records that
+something: the Findings in words; per setting (task, data, backbone, epoch budget) the pivot of
+each metric (rows x columns, ``mean ± std (n)``), its deltas against the baseline (paired or
+Welch t, Holm within a table), its interactions, and the plots; then the CSPNet-style model table; then the runs left out and why (run records that
 cannot be read among them, as ``unreadable`` with the reason); then how to read it.
 Every entry point (``python -m reports``, the multirun callback, the Optuna sweeper) ends here.
 """

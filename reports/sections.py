@@ -233,10 +233,18 @@ def how_to_read(confidence: float) -> list[str]:
         "## How to read this",
         "",
         "- Cells: mean ± sample standard deviation (ddof=1) over the runs of an arm, (n=runs).",
-        f"- Differences: arm mean − baseline mean in the same setting and the same other pivot "
-        f"value; [{confidence:.0%} confidence interval] from Welch's t with Welch-Satterthwaite "
-        "degrees of freedom, two-sided p. **Bold**: the interval excludes zero. `no CI`: an arm "
-        "has fewer than 2 runs.",
+        "- Findings: each comparison in words: supported (clear after Holm's adjustment within "
+        "its table), contradicted (a claim the interval rules out), inconclusive at n = k (with "
+        "the smallest effect the seeds could detect at 80% power), untested.",
+        f"- Differences: arm − baseline in the same setting and the same other pivot value; "
+        f"[{confidence:.0%} confidence interval], two-sided p, p_adj (Holm within the table), "
+        "d (Cohen's). Paired t over the seeds both arms ran when they share two or more (a seed "
+        "gives every arm the same initialisation and data order), Welch's t otherwise; the line "
+        "under each table says which. **Bold**: p_adj < 0.05. `no CI`: fewer than 2 runs a "
+        "side, or no spread.",
+        "- Interactions: (arm − baseline) at the larger level minus at the smaller, same numbers; "
+        "its own Holm family.",
+        "- Every number is also in results.csv beside this file.",
         "- Left out: failed, diverged, pruned and running runs; stale runs (a code version other "
         "than the newest run of the same study, newest by `started_at`).",
         "",
