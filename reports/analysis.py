@@ -18,7 +18,14 @@ from reports.interaction_table import InteractionCell, interaction_cells
 from reports.options import ReportOptions
 from reports.tasks import task_view
 
-__all__ = ["SETTING_KEYS", "MetricAnalysis", "analyse", "describe_setting", "section_metrics"]
+__all__ = [
+    "SETTING_KEYS",
+    "MetricAnalysis",
+    "analyse",
+    "describe_setting",
+    "family_size",
+    "section_metrics",
+]
 
 #: Keys that define a comparable setting: runs differing here never share a table.
 SETTING_KEYS = ("task", "data", "backbone", "epochs")
@@ -38,6 +45,21 @@ class MetricAnalysis:
     @property
     def described(self) -> str:
         return describe_setting(self.setting)
+
+    @property
+    def delta_family(self) -> int:
+        """The differences' family size m: the comparisons with a p-value (Holm's m)."""
+        return family_size(self.deltas)
+
+    @property
+    def interaction_family(self) -> int:
+        """The interactions' family size m."""
+        return family_size(self.interactions)
+
+
+def family_size(cells: Sequence[DeltaCell | InteractionCell]) -> int:
+    """How many comparisons of a family have a p-value (the m of its Holm adjustment)."""
+    return sum(1 for c in cells if c.delta is not None and c.delta.p is not None)
 
 
 def describe_setting(setting: tuple) -> str:

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from reports.analysis import MetricAnalysis
+from reports.analysis import MetricAnalysis, family_size
 from reports.claims import Claim
 from reports.deltas import Baseline
 from reports.interaction_table import level_pair_label
@@ -78,11 +78,6 @@ def _line(verdict: Verdict, subject: str, delta: Delta | None, digits: int) -> s
     return f"- {word}: {subject}{numbers}{detail}."
 
 
-def _tested(cells: Sequence[Any]) -> int:
-    """How many comparisons of a family have a p-value (the family's m)."""
-    return len([c for c in cells if c.delta is not None and c.delta.p is not None])
-
-
 def _arm_and_level(cell: Any, base: Baseline, rows: str) -> tuple[object, object]:
     """A delta cell's (arm, level) whichever pivot key the baseline is on."""
     return (cell.row, cell.column) if base.key == rows else (cell.column, cell.row)
@@ -92,12 +87,12 @@ def _effect_lines(analysis: MetricAnalysis, base: Baseline, rows: str, columns: 
     digits = metric_view(analysis.metric).digits
     level_key = columns if base.key == rows else rows
     lines = []
-    family = _tested(analysis.deltas)
+    family = analysis.delta_family
     for cell in analysis.deltas:
         arm, level = _arm_and_level(cell, base, rows)
         subject = f"{arm} vs {base.value} at {column_label(level_key, level)}"
         lines.append(_line(judge(cell.delta, family), subject, cell.delta, digits))
-    family = _tested(analysis.interactions)
+    family = analysis.interaction_family
     for cell in analysis.interactions:
         pair = level_pair_label(level_key, cell.low, cell.high)
         subject = f"interaction of {cell.arm} with {pair}"
@@ -145,7 +140,7 @@ def claim_lines(
         for analysis in (a for a in analyses if a.metric == claim.metric):
             cells = analysis.deltas if claim.kind == "effect" else analysis.interactions
             for cell, where in _claim_cells(claim, analysis, base, rows, columns):
-                verdict = judge(cell.delta, _tested(cells), claim.sign, claim.size)
+                verdict = judge(cell.delta, family_size(cells), claim.sign, claim.size)
                 subject = f"{head}, {analysis.described}, {where}"
                 lines.append(_line(verdict, subject, cell.delta, metric_view(claim.metric).digits))
         if len(lines) == before:

@@ -58,16 +58,14 @@ def _rows(analysis: MetricAnalysis, pivot_keys: tuple[str, str], base: Baseline 
             **common, "kind": "cell", "row": row, "column": column_label(columns, column),
             "estimate": values.mean(), "std": values.std(), "n": len(values),
         }  # fmt: skip
-    family = len([c for c in analysis.deltas if c.delta is not None and c.delta.p is not None])
+    family = analysis.delta_family
     for cell in analysis.deltas:
         yield {
             **common, "kind": "delta", "row": cell.row,
             "column": column_label(columns, cell.column), **_delta_fields(cell.delta, family),
         }  # fmt: skip
     level_key = columns if base is None or base.key == rows else rows
-    family = len(
-        [c for c in analysis.interactions if c.delta is not None and c.delta.p is not None]
-    )
+    family = analysis.interaction_family
     for cell in analysis.interactions:
         yield {
             **common, "kind": "interaction", "row": cell.arm,
