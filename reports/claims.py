@@ -8,11 +8,14 @@ A claim: ``name``, ``text`` (the claim in words), ``kind`` (``effect``: arm minu
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["Claim", "claims_in_records", "parse_claims"]
+
+log = logging.getLogger(__name__)
 
 DIRECTIONS = {"increase": 1, "decrease": -1}
 KINDS = ("effect", "interaction")
@@ -56,12 +59,21 @@ def parse_claims(items: Sequence[Mapping[str, Any]] | None) -> tuple[Claim, ...]
 
 
 def claims_in_records(configs: Sequence[Mapping[str, Any]]) -> tuple[Claim, ...]:
-    """The claims the runs' own configs pre-register (``report.claims``), first found wins.
+    """The claims the runs' own configs pre-register (``report.claims``), first valid one wins.
 
-    Every job of a study carries the study's ``report`` section, so any record says them.
+    Every job of a study carries the study's ``report`` section, so any record says them. A
+    record is untrusted input: claims that do not parse are skipped with a warning, so one
+    malformed ``run.json`` cannot stop the report of the whole study.
     """
     for config in configs:
-        report = config.get("report") or {}
-        if report.get("claims"):
-            return parse_claims(report["claims"])
+        report = config.get("report") if isinstance(config, Mapping) else None
+        items = report.get("claims") if isinstance(report, Mapping) else None
+        if not items:
+            continue
+        try:
+            if not isinstance(items, list) or not all(isinstance(i, Mapping) for i in items):
+                raise ValueError("report.claims must be a list of mappings")
+            return parse_claims(items)
+        except ValueError as err:
+            log.warning("a run record's claims are skipped: %s", err)
     return ()

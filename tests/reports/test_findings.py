@@ -107,3 +107,21 @@ def test_results_csv_holds_every_number_of_the_tables(tmp_path):
     assert none_64["std"].item() == pytest.approx(values.std())
     verdicts = set(table.loc[table["kind"] != "cell", "verdict"])
     assert {"supported", "inconclusive at n = 3"} <= verdicts
+
+
+def test_malformed_claims_in_a_record_are_skipped_not_fatal(tmp_path, caplog):
+    # A run.json is untrusted input: bad claims in one record must not stop the study's report.
+    hostile = [
+        {"report": {"claims": "DropBlock helps"}},
+        {"report": {"claims": [{"name": "x", "text": "t", "arm": "a", "direction": "up"}]}},
+        {"report": 5},
+        {"report": {"claims": [{"name": "ok", "text": "fine", "arm": "dropblock"}]}},
+    ]
+    assert [c.name for c in claims_in_records(hostile)] == ["ok"]
+    assert sum("claims are skipped" in r.getMessage() for r in caplog.records) == 2
+    records = load_records([write_fixture(tmp_path)])
+    records[0] = dataclasses.replace(
+        records[0], config={**records[0].config, "report": {"claims": [{"bogus": 1}]}}
+    )
+    out = write_records(records, out=tmp_path / "r" / "RESULTS.md")
+    assert "## Findings" in out.read_text() and "### Claims" not in out.read_text()
