@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from reports.collect import GAP_METRICS
 from reports.deltas import Baseline, DeltaCell, delta_cells
 from reports.interaction_table import InteractionCell, interaction_cells
 from reports.options import ReportOptions
@@ -24,6 +25,7 @@ __all__ = [
     "analyse",
     "describe_setting",
     "family_size",
+    "gap_metrics",
     "section_metrics",
 ]
 
@@ -41,6 +43,9 @@ class MetricAnalysis:
     runs: pd.DataFrame
     deltas: list[DeltaCell]
     interactions: list[InteractionCell]
+    #: Whether the arms are compared (deltas, interactions, Findings); the generalization gap
+    #: (:data:`reports.collect.GAP_METRICS`) is shown beside the metrics, cells only.
+    compared: bool = True
 
     @property
     def described(self) -> str:
@@ -90,4 +95,14 @@ def analyse(
                 deltas = delta_cells(group, pivot, base, options.confidence)
                 interactions = interaction_cells(group, pivot, base, options.confidence)
             out.append(MetricAnalysis(setting, metric, group, deltas, interactions))
+        out += [
+            MetricAnalysis(setting, gap, group, [], [], compared=False)
+            for gap in gap_metrics(group, options.metrics)
+        ]
     return out
+
+
+def gap_metrics(group: pd.DataFrame, metrics: Sequence[str] | None) -> list[str]:
+    """The generalization gap's metrics recorded by a setting's runs and not already asked for
+    as compared metrics: shown as cells (mean ± std) after the setting's metrics."""
+    return [m for m in GAP_METRICS if m not in (metrics or ()) and group[m].notna().any()]

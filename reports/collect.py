@@ -16,13 +16,15 @@ from typing import Any
 
 import pandas as pd
 
-from runners.core.record import COCO_METRICS, RECORD_NAME, RunRecord
+from runners.core.record import COCO_METRICS, RECORD_NAME, TRAIN_EVAL_PREFIX, RunRecord
 
 __all__ = [
     "DETECTION_METRICS",
+    "GAP_METRICS",
     "collect_runs",
     "curves_table",
     "find_records",
+    "generalization_gap",
     "load_records",
     "read_record",
     "record_row",
@@ -32,11 +34,16 @@ __all__ = [
 #: COCOeval's twelve bbox numbers, in its order (percent), as ``task=detect`` records them.
 DETECTION_METRICS = COCO_METRICS
 
+#: The generalization gap of a classifier, each signed so that positive means overfitting:
+#: Top-1 on the training images minus on the validation set (points), and the validation loss
+#: minus the loss on the training images; both from the final evaluation, in eval mode.
+GAP_METRICS = ("gap_top1", "gap_loss")
+
 #: Columns of the runs table, in order.
 COLUMNS = [
     "study", "status", "task", "data", "backbone", "regularizer", "batch", "subdivisions",
     "mini_batch", "epochs", "seed", "top1", "top5", "loss", "best_top1", "best_top5",
-    *DETECTION_METRICS, "throughput", "params", "flops", "commit", "dirty", "edits", "config_hash", "error", "job_dir", "started_at",
+    "train_eval_top1", "train_eval_loss", *GAP_METRICS, *DETECTION_METRICS, "throughput", "params", "flops", "commit", "dirty", "edits", "config_hash", "error", "job_dir", "started_at",
 ]  # fmt: skip
 
 
@@ -72,9 +79,25 @@ def find_records(
     return sorted(found)
 
 
+def _difference(minuend: object, subtrahend: object) -> float | None:
+    numbers = (minuend, subtrahend)
+    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in numbers):
+        return float(minuend) - float(subtrahend)  # type: ignore[arg-type]
+    return None
+
+
+def generalization_gap(final: dict[str, Any]) -> dict[str, float | None]:
+    """:data:`GAP_METRICS` of a record's final metrics (``None`` without training scores)."""
+    train = TRAIN_EVAL_PREFIX
+    return {
+        "gap_top1": _difference(final.get(f"{train}top1"), final.get("top1")),
+        "gap_loss": _difference(final.get("loss"), final.get(f"{train}loss")),
+    }
+
+
 def record_row(record: RunRecord) -> dict[str, Any]:
     """The flat row of one record: its identifying config keys and its final metrics."""
-    config = record.config
+    config, final = record.config, record.final
     return {
         "study": record.study,
         "status": record.status,
@@ -92,6 +115,9 @@ def record_row(record: RunRecord) -> dict[str, Any]:
         "loss": record.final.get("loss"),
         "best_top1": record.best.get("top1"),
         "best_top5": record.best.get("top5"),
+        "train_eval_top1": final.get(f"{TRAIN_EVAL_PREFIX}top1"),
+        "train_eval_loss": final.get(f"{TRAIN_EVAL_PREFIX}loss"),
+        **generalization_gap(final),
         **{name: record.final.get(name) for name in DETECTION_METRICS},
         "throughput": record.throughput,
         "params": record.params,

@@ -13,14 +13,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from reports.claims import Claim
-from reports.collect import COLUMNS, DETECTION_METRICS
+from reports.collect import COLUMNS, DETECTION_METRICS, GAP_METRICS
 from reports.deltas import Baseline, parse_baseline
 from reports.tables import MetricPivot, check_key, parse_pivot
 
 __all__ = ["METRICS", "ReportOptions"]
 
 #: Metrics a table can show (columns of the runs table).
-METRICS = ("top1", "top5", "loss", "best_top1", "best_top5", *DETECTION_METRICS)
+METRICS = (
+    "top1", "top5", "loss", "best_top1", "best_top5", "train_eval_top1", "train_eval_loss",
+    *GAP_METRICS, *DETECTION_METRICS,
+)  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,14 @@ __all__ = [
     "summary_section",
 ]
 
+#: Under each generalization-gap table.
+GAP_NOTE = (
+    "The gap is what a regularizer acts on: the final model, in eval mode, scored on training "
+    "images (`task.train_eval_samples` of them, the same for every run) and on the validation "
+    "set; positive = better on the training images (overfitting). Cells as above; shown, not "
+    "tested."
+)
+
 #: Reasons a run is left out, in the order the summary counts them.
 LEFT_OUT = ("failed", "diverged", "pruned", "running", "stale")
 
@@ -115,7 +123,9 @@ def setting_sections(
         same = list(same)
         lines += [f"## {same[0].described}", ""]
         for analysis in same:
-            lines += _metric_tables(analysis, options, base)
+            if analysis.compared:
+                lines += _metric_tables(analysis, options, base)
+        lines += _gap_tables([a for a in same if not a.compared], options)
         if plots is not None:
             lines += _plot_lines(same[0], options, plots)
     return lines
@@ -150,6 +160,17 @@ def _metric_tables(
         family_note([c.delta for c in analysis.interactions], "Interactions"),
         "",
     ]
+
+
+def _gap_tables(analyses: Sequence[MetricAnalysis], options: ReportOptions) -> list[str]:
+    """The generalization gap's pivots (cells only) under one heading and one note."""
+    if not analyses:
+        return []
+    lines = ["### Generalization gap", ""]
+    for analysis in analyses:
+        table = pivot_metric(analysis.runs, options.rows, options.columns, analysis.metric)
+        lines += [f"{metric_view(analysis.metric).title}:", "", _markdown(table), ""]
+    return [*lines, GAP_NOTE, ""]
 
 
 def _plot_lines(analysis: MetricAnalysis, options: ReportOptions, plots: PlotTarget) -> list[str]:

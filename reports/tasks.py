@@ -52,6 +52,10 @@ METRIC_VIEWS = {
     "top1": MetricView("Top-1 (%)", "Top-1"),
     "top5": MetricView("Top-5 (%)", "Top-5"),
     "loss": MetricView("validation loss", "loss", digits=3),
+    "train_eval_top1": MetricView("Top-1 on training images (%)", "train Top-1"),
+    "train_eval_loss": MetricView("loss on training images", "train loss", digits=3),
+    "gap_top1": MetricView("Top-1 on training images − on validation (points)", "gap Top-1"),
+    "gap_loss": MetricView("Validation loss − loss on training images", "gap loss", digits=3),
     **{m: MetricView(f"{m} (%)", m[:2] + m[2:].upper()) for m in COCO_METRICS},
     "AP": MetricView("AP (COCO, %)", "AP"),
 }

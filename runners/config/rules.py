@@ -97,10 +97,11 @@ def _check_schema(group: str, node: Any, schemas: dict[str, type]) -> None:
 
 
 def _check_classify_keys(task: Any) -> None:
-    """``task.topk`` and ``task.label_smoothing`` (classification)."""
+    """``task.topk``, ``task.label_smoothing`` and ``task.train_eval_samples`` (classification)."""
     if not task.topk or any(k < 1 for k in task.topk):
         raise ConfigError(f"task.topk must be a non-empty list of k >= 1, got {list(task.topk)}")
     _check_range("task.label_smoothing", task.label_smoothing, 0.0, 1.0, True)
+    _at_least("task.train_eval_samples", task.train_eval_samples, 0)
 
 
 def _check_detect_keys(task: Any) -> None:

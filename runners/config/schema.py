@@ -113,6 +113,10 @@ class ClassifyTaskConfig(TaskConfig):
     #: The k of each top-k accuracy reported (Top-1 and Top-5, as ImageNet tables do).
     topk: list[int] = field(default_factory=lambda: [1, 5])
     label_smoothing: float = 0.0
+    #: Training images also scored at each evaluation, in eval mode without augmentation (an
+    #: evenly spaced subset, the same for every run): ``train_eval_loss`` / ``train_eval_top1``,
+    #: from which RESULTS.md shows the generalization gap. 0: none.
+    train_eval_samples: int = 10_000
 
 
 @dataclass

@@ -26,6 +26,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "STATUSES",
     "TASK_METRICS",
+    "TRAIN_EVAL_PREFIX",
     "CodeVersion",
     "EpochMetrics",
     "RunRecord",
@@ -45,8 +46,11 @@ CLASSIFICATION_METRICS = ("loss", "top1", "top5")
 COCO_METRICS = (
     "AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl",
 )  # fmt: skip
+#: Classification also scores a subset of its training images (``task.train_eval_samples``),
+#: recorded under these names: the generalization gap is train minus validation.
+TRAIN_EVAL_PREFIX = "train_eval_"
 #: Metrics where smaller is better; every other metric is best at its maximum.
-LOWER_IS_BETTER = frozenset({"loss"})
+LOWER_IS_BETTER = frozenset({"loss", f"{TRAIN_EVAL_PREFIX}loss"})
 #: ``running`` until the job ends; ``diverged`` and ``pruned`` are used by later stages.
 STATUSES = ("running", "completed", "failed", "diverged", "pruned")
 
@@ -114,7 +118,8 @@ class EpochMetrics:
     """One epoch: training numbers, and the validation ``metrics`` when it was evaluated.
 
     ``metrics`` holds the task's numbers: ``loss``, ``top1``, ``top5`` (percent) for
-    classification; the twelve COCO numbers ``AP`` .. ``ARl`` (percent) for detection. It is
+    classification (and ``train_eval_loss``, ``train_eval_top1``, ... on training images when
+    ``task.train_eval_samples`` > 0); the twelve COCO numbers ``AP`` .. ``ARl`` (percent) for detection. It is
     empty for an epoch that was not evaluated.
     """
 

@@ -28,7 +28,7 @@ from runners.data.images import ImageReader
 from runners.data.sampler import EpochShuffleSampler
 from runners.data.synthetic import ensure_synthetic_dataset, generator_options
 
-__all__ = ["BatchNormalizer", "DataBundle", "build_data", "dataset_root"]
+__all__ = ["BatchNormalizer", "DataBundle", "build_data", "dataset_root", "train_eval_subset"]
 
 
 class BatchNormalizer:
@@ -54,6 +54,9 @@ class DataBundle:
     root: Path
     #: Applied by the runner to every batch after it reaches the device.
     normalize: BatchNormalizer
+    #: Training images without augmentation, for scoring the model on what it trained on
+    #: (:func:`train_eval_subset`); ``None`` when not asked for.
+    train_eval: DataLoader | None = None
 
 
 class _CachedLoader(ImageReader):
@@ -113,11 +116,28 @@ def _transforms(data: Any, train: bool) -> v2.Compose:
     return v2.Compose(steps)
 
 
-def build_data(data: Any, batch: int, seed: int, pin_memory: bool = False) -> DataBundle:
+def train_eval_subset(size: int, samples: int) -> list[int]:
+    """At most ``samples`` indices of a ``size``-image training set, evenly spaced.
+
+    ImageFolder lists images class by class, so evenly spaced indices keep the classes'
+    proportions; the subset depends on nothing else, so every run of a study (any seed, any
+    arm) is scored on the same images.
+    """
+    if samples <= 0 or size == 0:
+        return []
+    if samples >= size:
+        return list(range(size))
+    return torch.linspace(0, size - 1, samples).round().long().unique().tolist()
+
+
+def build_data(
+    data: Any, batch: int, seed: int, pin_memory: bool = False, *, train_eval_samples: int = 0
+) -> DataBundle:
     """Train and validation loaders. The train loader yields whole optimizer-step batches
     (``batch`` samples) in the order of :class:`~runners.data.sampler.EpochShuffleSampler` (a pure
     function of the run's ``seed`` and the epoch); the runner splits each into ``subdivisions``
-    mini-batches.
+    mini-batches. With ``train_eval_samples`` > 0, ``train_eval`` loads that many training images
+    (:func:`train_eval_subset`) with the validation transforms.
     """
     root = dataset_root(data)
     pixels = data.max_image_pixels
@@ -147,7 +167,25 @@ def build_data(data: Any, batch: int, seed: int, pin_memory: bool = False) -> Da
         **common,
     )
     val = DataLoader(val_set, batch_size=max(batch, 256), shuffle=False, **common)
+    train_eval = None
+    subset = train_eval_subset(len(train_set), train_eval_samples)
+    if subset:
+        # The training split seen as the validation split is: no augmentation.
+        plain = _ImageFolder(
+            str(root / "train"), transform=_transforms(data, train=False), loader=loader
+        )
+        train_eval = DataLoader(
+            torch.utils.data.Subset(plain, subset),
+            batch_size=val.batch_size,
+            shuffle=False,
+            **common,
+        )
     normalize = BatchNormalizer(list(data.mean), list(data.std))
     return DataBundle(
-        train=train, val=val, classes=list(train_set.classes), root=root, normalize=normalize
+        train=train,
+        val=val,
+        classes=list(train_set.classes),
+        root=root,
+        normalize=normalize,
+        train_eval=train_eval,
     )

@@ -292,7 +292,8 @@ def shard_loaders(bundle: Any, seed: int, world: World | None = None) -> Any:
     """``bundle`` (a dataclass with ``train`` and ``val`` loaders) with each process's shards.
 
     The train loader yields ``batch / world_size`` samples per step from a ``DistributedSampler``
-    seeded with ``seed``; the val loader takes every ``world_size``-th sample, unpadded. Other
+    seeded with ``seed``; the val loader (and ``train_eval``, when the bundle has one) takes every
+    ``world_size``-th sample, unpadded. Other
     loader settings (workers, collate, pinning) are kept. One process: ``bundle`` unchanged.
     """
     world = current_world() if world is None else world
@@ -307,13 +308,19 @@ def shard_loaders(bundle: Any, seed: int, world: World | None = None) -> Any:
         train.dataset, num_replicas=world.size, rank=world.rank, shuffle=True, seed=seed
     )
     generator = torch.Generator().manual_seed(_rank_seed(seed, world.rank))
-    return dataclasses.replace(
-        bundle,
-        train=_loader(train, train.batch_size // world.size, sampler, generator),
-        val=_loader(
-            val, val.batch_size, ShardSampler(len(val.dataset), world.rank, world.size), None
-        ),
-    )
+    shards = {
+        "train": _loader(train, train.batch_size // world.size, sampler, generator),
+        "val": _eval_shard(val, world),
+    }
+    if getattr(bundle, "train_eval", None) is not None:
+        shards["train_eval"] = _eval_shard(bundle.train_eval, world)
+    return dataclasses.replace(bundle, **shards)
+
+
+def _eval_shard(loader: DataLoader, world: World) -> DataLoader:
+    """Every ``world.size``-th sample of an evaluation loader, unpadded (sums are all-reduced)."""
+    sampler = ShardSampler(len(loader.dataset), world.rank, world.size)
+    return _loader(loader, loader.batch_size, sampler, None)
 
 
 def set_epoch(loader: DataLoader, epoch: int) -> None:

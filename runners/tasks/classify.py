@@ -12,7 +12,7 @@ from runners.dist import distributed
 from runners.tasks.metrics import topk_correct
 from runners.tasks.registry import EvalContext, TaskParts
 
-__all__ = ["build_classification", "evaluate_classifier"]
+__all__ = ["build_classification", "evaluate_classifier", "evaluate_with_train"]
 
 
 @torch.no_grad()
@@ -56,11 +56,31 @@ def evaluate_classifier(
     return results
 
 
+def evaluate_with_train(
+    model: nn.Module, data: Any, context: EvalContext, topk: tuple[int, ...]
+) -> dict[str, float]:
+    """The validation metrics and, when ``data.train_eval`` is set, the same metrics on those
+    training images as ``train_eval_<name>``: the generalization gap is train minus val."""
+    results = evaluate_classifier(model, data.val, context, topk=topk, normalize=data.normalize)
+    if data.train_eval is not None:
+        train = evaluate_classifier(
+            model, data.train_eval, context, topk=topk, normalize=data.normalize
+        )
+        results |= {f"train_eval_{name}": value for name, value in train.items()}
+    return results
+
+
 def build_classification(cfg: Any, device: torch.device) -> TaskParts:
     """The classifier (backbone + regularizer) on the ImageFolder data of ``cfg.data``."""
     from runners.tasks.model import build_model
 
-    data = build_data(cfg.data, cfg.batch, cfg.seed, pin_memory=device.type == "cuda")
+    data = build_data(
+        cfg.data,
+        cfg.batch,
+        cfg.seed,
+        pin_memory=device.type == "cuda",
+        train_eval_samples=cfg.task.train_eval_samples,
+    )
     data = distributed.shard_loaders(data, cfg.seed)  # this process's shards under torchrun
     model, placements = build_model(cfg, num_classes=len(data.classes))
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.task.label_smoothing)
@@ -74,9 +94,7 @@ def build_classification(cfg: Any, device: torch.device) -> TaskParts:
         model=model,
         placements=placements,
         loss=loss,
-        evaluate=lambda model, context: evaluate_classifier(
-            model, data.val, context, topk=topk, normalize=data.normalize
-        ),
+        evaluate=lambda model, context: evaluate_with_train(model, data, context, topk),
         move_targets=lambda targets, device: targets.to(device, non_blocking=True),
         eval_every=cfg.task.eval_every,
     )

@@ -84,11 +84,9 @@ def test_completed_run_has_the_full_record(make_cfg, tmp_path):
     assert len(saved.config_hash) == 16
     assert saved.code_version.commit is None or len(saved.code_version.commit) == 40
     assert {"torch", "hydra-core", "python"} <= set(saved.packages)
-    assert set(saved.final) == {"top1", "top5", "loss"} and set(saved.best) == {
-        "top1",
-        "top5",
-        "loss",
-    }
+    scored = {"top1", "top5", "loss"}
+    scored |= {f"train_eval_{name}" for name in scored}  # task.train_eval_samples
+    assert set(saved.final) == scored and set(saved.best) == scored
     assert len(saved.epochs) == 1 and 0 <= saved.final["top1"] <= 100
     assert saved.throughput > 0 and saved.wall_time_s > 0 and saved.peak_memory_mb > 0
     assert saved.params > 0 and saved.flops > 0

@@ -138,6 +138,7 @@ def test_shard_sampler_scores_each_sample_once(length, size):
 class _Bundle:
     train: DataLoader
     val: DataLoader
+    train_eval: DataLoader | None = None
 
 
 def test_shard_loaders_split_the_step_and_keep_the_validation_set_whole():
@@ -158,6 +159,18 @@ def test_shard_loaders_split_the_step_and_keep_the_validation_set_whole():
     # Validation: no padding, each sample exactly once.
     val = [int(i) for s in shards for (b,) in s.val for i in b]
     assert sorted(val) == list(range(VAL_SIZE))
+    assert all(s.train_eval is None for s in shards)
+
+
+def test_shard_loaders_score_each_training_image_once():
+    dataset = TensorDataset(torch.arange(VAL_SIZE))
+    loader = DataLoader(dataset, batch_size=8)
+    bundle = _Bundle(loader, loader, train_eval=DataLoader(dataset, batch_size=8))
+    shards = [
+        distributed.shard_loaders(bundle, seed=0, world=World(rank=r, size=2)) for r in (0, 1)
+    ]
+    scored = [int(i) for s in shards for (b,) in s.train_eval for i in b]
+    assert sorted(scored) == list(range(VAL_SIZE))
 
 
 # -- two gloo processes --------------------------------------------------------------------------
@@ -305,7 +318,8 @@ def test_torchrun_writes_one_record_like_a_single_process(tmp_path, data_cache):
     assert [set(e) for e in raw["epochs"]] == [
         {"epoch", "train_loss", "lr", "epoch_time_s", "images_per_s", "metrics"}
     ]
-    assert set(record.final) == {"loss", "top1", "top3"}
+    scored = {"loss", "top1", "top3"}
+    assert set(record.final) == scored | {f"train_eval_{k}" for k in scored}
 
     # Top-k over the 15 images: counts of correct images are whole numbers out of 15.
     for key in ("top1", "top3"):
