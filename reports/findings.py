@@ -29,7 +29,7 @@ from reports.deltas import Baseline
 from reports.interaction_table import level_pair_label
 from reports.power import minimum_detectable_effect
 from reports.stats import Delta
-from reports.tables import column_label
+from reports.tables import cell_groups, column_label, column_values, row_order
 from reports.tasks import metric_view
 
 __all__ = ["Verdict", "claim_lines", "findings_section", "judge"]
@@ -181,5 +181,41 @@ def findings_section(
         shown.add(analysis.setting)
         title = metric_view(analysis.metric).title
         lines += [f"### {analysis.described}: {title}", ""]
+        lines += [*_gap_lines(analyses, analysis.setting, base, *pivot_keys)]
         lines += [*_effect_lines(analysis, base, *pivot_keys), ""]
     return lines
+
+
+def _gap_lines(
+    analyses: Sequence[MetricAnalysis], setting: tuple, base: Baseline, rows: str, columns: str
+) -> list[str]:
+    """The baseline's generalization gap per level, when the runs scored training images: how
+    much room a regularizer has in this setting."""
+    gap = next((a for a in analyses if a.setting == setting and a.metric == "gap_top1"), None)
+    if gap is None:
+        return []
+    level_key = columns if base.key == rows else rows
+    cells = cell_groups(gap.runs, rows, columns, ["gap_top1"])
+    baseline = {
+        (level if base.key == rows else row): group["gap_top1"].astype(float).dropna()
+        for (row, level), group in cells.items()
+        if base.matches(row if base.key == rows else level)
+    }
+    runs = gap.runs
+    order = (
+        column_values(runs, columns)
+        if base.key == rows
+        else row_order(list(runs[rows].dropna().unique()))
+    )
+    parts = [
+        f"{baseline[level].mean():.1f} points at {column_label(level_key, level)}"
+        for level in order
+        if level in baseline and len(baseline[level])
+    ]
+    if not parts:
+        return []
+    return [
+        f"- Room to regularize: {base.value}'s Top-1 on its training images minus its "
+        f"validation Top-1 (the generalization gap, mean over seeds) is {'; '.join(parts)}. A "
+        "regularizer can only help where this gap is large.",
+    ]
