@@ -79,9 +79,7 @@ def _rounds(value: Any) -> list[dict[str, list[int]]]:
 
 def _number(data: dict, key: str, kinds: tuple[type, ...], nullable: bool = False) -> Any:
     value = data.get(key)
-    ok = (value is None and nullable) or (
-        isinstance(value, kinds) and not isinstance(value, bool)
-    )
+    ok = (value is None and nullable) or (isinstance(value, kinds) and not isinstance(value, bool))
     _check(ok, f"{key} is {value!r:.40}")
     return value
 

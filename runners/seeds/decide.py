@@ -93,7 +93,7 @@ def _baseline_value(analysis: MetricAnalysis, options: ReportOptions, base: Base
 
 def _text(what: str, delta: Delta, target: float, metric: str) -> str:
     width = halfwidth(delta)
-    shown = "no interval" if math.isinf(width) else f"±{width:.1f}"
+    shown = "no interval" if math.isinf(width) else f"±{width:.3g}"
     return f"{what} ({metric}): {shown} > ±{target:g}, not significant (n = {delta.n})"
 
 
@@ -113,14 +113,25 @@ def comparisons_of(
             arm, level = (cell.row, cell.column) if on_rows else (cell.column, cell.row)
             label = f"{row_label(options.rows, cell.row)} at {column_label(options.columns, cell.column)}"
             text = _text(f"{label} vs {base}", cell.delta, target, analysis.metric)
-            out.append(OpenComparison(text, halfwidth(cell.delta), (key(arm, level), key(bval, level))))
+            out.append(
+                OpenComparison(text, halfwidth(cell.delta), (key(arm, level), key(bval, level)))
+            )
     level_key = options.columns if on_rows else options.rows
     for cell in analysis.interactions:
         if _is_open(cell.delta, target):
             label = f"interaction {cell.arm}: {column_label(level_key, cell.low)} → {column_label(level_key, cell.high)}"
-            cells = (key(cell.arm, cell.low), key(cell.arm, cell.high), key(bval, cell.low), key(bval, cell.high))
-            out.append(OpenComparison(_text(label, cell.delta, target, analysis.metric), halfwidth(cell.delta), cells))
-    return out  # fmt: skip
+            cells = (
+                key(cell.arm, cell.low),
+                key(cell.arm, cell.high),
+                key(bval, cell.low),
+                key(bval, cell.high),
+            )
+            out.append(
+                OpenComparison(
+                    _text(label, cell.delta, target, analysis.metric), halfwidth(cell.delta), cells
+                )
+            )
+    return out
 
 
 def open_comparisons(

@@ -60,7 +60,9 @@ def _seed_values(override: Any) -> list[int]:
     """The seeds a ``seed=...`` override gives (one value or a sweep); integers, no repeats."""
     if override.is_sweep_override():
         if not override.is_discrete_sweep():
-            raise ConfigError("seed: seeds=auto takes a list of seeds (seed=0,1), not a range sweep")
+            raise ConfigError(
+                "seed: seeds=auto takes a list of seeds (seed=0,1), not a range sweep"
+            )
         texts = list(override.sweep_string_iterator())
     else:
         texts = [override.get_value_element_as_str()]

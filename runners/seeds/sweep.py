@@ -136,7 +136,9 @@ class SeedsAutoSweep:
         launched = 0
         while True:
             batch = [job for label, s in add.items() for job in state.add(grid, cells[label], s)]
-            log.info("seeds=auto round %d: %d jobs in %d cells", len(returns) + 1, len(batch), len(add))
+            log.info(
+                "seeds=auto round %d: %d jobs in %d cells", len(returns) + 1, len(batch), len(add)
+            )
             results = self.launcher.launch(batch, initial_job_idx=launched)
             for result in results:
                 _ = result.return_value  # re-raises a job's exception, as the BasicSweeper does
@@ -149,7 +151,7 @@ class SeedsAutoSweep:
                 break
             add = plan.add
         print(f"seeds=auto: stopped after {len(returns)} round(s): {rounds.reason}")
-        return returns  # fmt: skip
+        return returns
 
     def _decide(
         self, study_dir: Path, state: _State, batch: list[list[str]], sequence: list[int],
@@ -187,7 +189,9 @@ def _failures(
     for job in batch:
         record = mine.get(identity(job, exclude))
         if record is None or record.status != "completed":
-            bad.append(f"{','.join(identity(job, exclude))}: {record.status if record else 'no record'}")
+            bad.append(
+                f"{','.join(identity(job, exclude))}: {record.status if record else 'no record'}"
+            )
     if not bad:
         return None
     shown = "; ".join(bad[:3]) + ("; ..." if len(bad) > 3 else "")
@@ -195,7 +199,7 @@ def _failures(
         f"{len(bad)} of {len(batch)} jobs of round {round_number} did not complete ({shown}); "
         "no seeds are added on top of a failure"
     )
-    return Plan(stopped="failed", reason=reason)  # fmt: skip
+    return Plan(stopped="failed", reason=reason)
 
 
 def _needing_cells(
