@@ -86,7 +86,8 @@ def render_report(
         curves: :func:`reports.collect.curves_table` of the same runs, for learning curves.
         plots_dir: where PNGs are written (no plots when ``None``); ``plots_link`` is how the
             markdown links to that folder.
-        root: run directories are shown relative to it.
+        root: run directories are shown relative to it; its ``seeds_auto.json`` (a study run
+            with ``seeds=auto``), if any, becomes the Seeds section.
         unreadable: ``(file, reason)`` of run records that could not be read; listed as left
             out.
 

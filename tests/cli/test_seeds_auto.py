@@ -81,6 +81,11 @@ def test_seeds_go_where_needed_and_a_rerun_runs_nothing(
         # a search study configures its own sweeper
         (["-m", "ablation=dropblock_search", "seeds=auto"], "seeds=auto runs a grid study"),
         (["-m", "seeds=autox"], "seeds must be one of auto"),
+        # a budget smaller than the grid itself
+        (
+            ["-m", "seeds=auto", "regularizer=none,dropout", "report.max_jobs=2"],
+            "report.max_jobs=2 is less than the first round's 6 jobs (2 cells x 3 seeds)",
+        ),
     ],
 )
 def test_seeds_auto_errors_in_one_line(cli_in_process, args: list[str], message: str) -> None:
