@@ -88,7 +88,10 @@ def test_seeds_go_where_needed_and_a_rerun_runs_nothing(
         ),
     ],
 )
-def test_seeds_auto_errors_in_one_line(cli_in_process, args: list[str], message: str) -> None:
-    done = cli_in_process(*args, *TINY_COMMON)
+def test_seeds_auto_errors_in_one_line(
+    cli_in_process, tmp_path: Path, args: list[str], message: str
+) -> None:
+    # hydra.run.dir: a single run makes its directory before it starts; not in the checkout
+    done = cli_in_process(*args, *TINY_COMMON, f"hydra.run.dir={tmp_path}")
     assert done.returncode == 2
     assert message in done.stderr.strip().splitlines()[-1]
