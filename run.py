@@ -40,9 +40,16 @@ def main(cfg: DictConfig) -> float | None:
     from runners.engine.divergence import DivergedError
     from runners.job import JobContext, run_job
 
-    sweep_outcome().mark_started()
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    if not multirun and hydra_cfg.runtime.choices.get("seeds"):
+        print(
+            "error: seeds=auto runs a study in rounds of jobs: it needs a multirun "
+            "(python run.py -m ablation=<study> seeds=auto)",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+    sweep_outcome().mark_started()
     context = JobContext(
         job_dir=hydra_cfg.runtime.output_dir,
         run_name=hydra_cfg.job.override_dirname or "default",

@@ -1,7 +1,8 @@
 """``RESULTS.md``: the study's comparison tables, written from any set of run records.
 
 Sections, in a fixed order so that diffs of RESULTS.md between two runs of a study mean
-something: the Findings in words; per setting (task, data, backbone, epoch budget) the pivot of
+something: the Findings in words; how ``seeds=auto`` chose the seeds, when it did
+(``seeds_auto.json`` in ``root``); per setting (task, data, backbone, epoch budget) the pivot of
 each metric (rows x columns, ``mean ± std (n)``), its deltas against the baseline (paired or
 Welch t, Holm within a table), its interactions, and the plots; then the CSPNet-style model table; then the runs left out and why (run records that
 cannot be read among them, as ``unreadable`` with the reason); then how to read it.
@@ -32,6 +33,7 @@ from reports.sections import (
     setting_sections,
     summary_section,
 )
+from reports.seeds_note import seeds_section
 from reports.stale import stale_reasons
 from runners.core.atomic_write import atomic_write, remove_orphans
 from runners.core.job_lock import report_lock
@@ -84,7 +86,8 @@ def render_report(
         curves: :func:`reports.collect.curves_table` of the same runs, for learning curves.
         plots_dir: where PNGs are written (no plots when ``None``); ``plots_link`` is how the
             markdown links to that folder.
-        root: run directories are shown relative to it.
+        root: run directories are shown relative to it; its ``seeds_auto.json`` (a study run
+            with ``seeds=auto``), if any, becomes the Seeds section.
         unreadable: ``(file, reason)`` of run records that could not be read; listed as left
             out.
 
@@ -102,6 +105,7 @@ def render_report(
     lines = [
         *summary_section(runs, reasons, stale, len(unreadable), options),
         *findings_section(analyses, base, pivot_keys, options.claims),
+        *seeds_section(root),
         *setting_sections(analyses, options, base, plots),
         *model_sections(used, options.rows, options.columns, base),
         *left_out_section(runs, reasons, stale, unreadable, None if root is None else Path(root)),

@@ -35,7 +35,8 @@ TRITON_FILES = {"layers/drop_block_triton.py"}
 #: Every part of ``runners`` but ``runners.core``.
 RUNNERS_BUT_CORE = (
     *(f"runners.{p}" for p in ("config", "dist", "data", "tasks", "engine", "tracking")),
-    *("runners.search", "runners.app", "runners.job", "runners.rerun", "runners.training"),
+    *("runners.search", "runners.seeds", "runners.app", "runners.job", "runners.rerun"),
+    "runners.training",
 )
 FORBIDDEN = {
     "runners.core": ("runners", "layers", "models", "regularizers", "reports", "hydra_plugins"),

@@ -21,7 +21,12 @@ from omegaconf.errors import OmegaConfBaseException
 
 from runners.app import sweep_outcome
 
-__all__ = ["RedactSecretsCallback", "ResultsTableCallback", "foreign_callbacks"]
+__all__ = [
+    "RedactSecretsCallback",
+    "ResultsTableCallback",
+    "foreign_callbacks",
+    "study_report_options",
+]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +63,27 @@ def _warn_foreign_callbacks(config: DictConfig) -> None:
         )
 
 
+def study_report_options(config: DictConfig, sweep_dir: Path) -> dict[str, Any]:
+    """The options of a study's RESULTS.md, from its ``report`` keys: the keyword arguments of
+    ``reports.write_results`` (but ``out``), which are also :class:`reports.ReportOptions`'s.
+    The seeds sweeper (``runners.seeds``) analyses the records with the same options."""
+    report = config.get("report", {})
+    rows = report.get("rows", "regularizer")
+    columns = report.get("columns", "batch")
+    # Deltas against no regularizer whenever the regularizer is one of the pivot's keys.
+    baseline = report.get("baseline", "regularizer=none")
+    if baseline and baseline.partition("=")[0] not in (rows, columns):
+        baseline = None
+    return {
+        "rows": rows,
+        "columns": columns,
+        "metrics": list(report.get("metrics", ["top1", "top5"])),
+        "baseline": baseline,
+        "include_stale": bool(report.get("include_stale", False)),
+        "title": f"Study `{config.get('study', sweep_dir.name)}`",
+    }
+
+
 class ResultsTableCallback(Callback):
     """``on_multirun_end``: write the study's RESULTS.md (and ``plots/``) into the sweep dir.
 
@@ -86,22 +112,11 @@ class ResultsTableCallback(Callback):
         sweep_dir = Path(config.hydra.sweep.dir).resolve()
         sweep_outcome.current().summarize(sweep_dir, self._before)
         report = config.get("report", {})
-        rows = report.get("rows", "regularizer")
-        columns = report.get("columns", "batch")
-        # Deltas against no regularizer whenever the regularizer is one of the pivot's keys.
-        baseline = report.get("baseline", "regularizer=none")
-        if baseline and baseline.partition("=")[0] not in (rows, columns):
-            baseline = None
         try:
             path = write_results(
                 [sweep_dir],
                 out=sweep_dir / report.get("out", "RESULTS.md"),
-                rows=rows,
-                columns=columns,
-                metrics=list(report.get("metrics", ["top1", "top5"])),
-                baseline=baseline,
-                include_stale=bool(report.get("include_stale", False)),
-                title=f"Study `{config.get('study', sweep_dir.name)}`",
+                **study_report_options(config, sweep_dir),
             )
         except Exception:  # the records are safe; the table can be made with python -m reports
             log.exception("could not write the results table of %s", sweep_dir)

@@ -85,6 +85,26 @@ def _config_error_inside(err: BaseException) -> ConfigError | None:
     return None
 
 
+def _other_sweeper(err: BaseException, overrides: Sequence[str]) -> ConfigError | None:
+    """``seeds=auto`` with a study that configures another sweeper (an Optuna search): its
+    ``hydra.sweeper.*`` keys are not the seeds sweeper's."""
+    if not any(o.split("=", 1)[0] == "seeds" for o in overrides):
+        return None
+    seen = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        key = str(getattr(current, "full_key", None) or "")
+        if key.startswith("hydra.sweeper."):
+            return ConfigError(
+                f"seeds=auto runs a grid study (key=a,b,...) with its own sweeper, but the study "
+                f"configures another one ({key}: an Optuna search chooses its own trials); run "
+                "it without seeds=auto"
+            )
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def is_config_error(err: BaseException) -> bool:
     """Whether ``err`` is about the config: the project's, Hydra's or OmegaConf's error type,
     or anything raised from inside Hydra's own package (it parses the command line)."""
@@ -109,6 +129,9 @@ def config_error(err: BaseException, overrides: Sequence[str] = ()) -> ConfigErr
         return inner
     if isinstance(err, MissingConfigException):
         return _missing_option(err)
+    other_sweeper = _other_sweeper(err, overrides)
+    if other_sweeper is not None:
+        return other_sweeper
     if isinstance(err, OverrideParseException):
         return ConfigError(f"cannot parse an override: {_first_line(str(err))}")
     text = _first_line(str(err))

@@ -27,7 +27,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["NAME_MAX", "job_dirname", "plain_name", "register_resolvers"]
+__all__ = ["NAME_MAX", "job_dirname", "override_key", "plain_name", "register_resolvers"]
 
 #: Bytes in one file name on Linux, macOS and Windows file systems (NAME_MAX).
 NAME_MAX = 255
@@ -76,7 +76,7 @@ def _size(text: str) -> int:
 _parser: Any = None
 
 
-def _key(line: str) -> str:
+def override_key(line: str) -> str:
     """The key (or group) an override sets, as Hydra's ``exclude_keys`` compares it."""
     global _parser
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -113,7 +113,7 @@ def job_dirname(
         as with Hydra: the job then runs in the study directory itself).
     """
     excluded = set(exclude_keys)
-    lines = sorted(line for line in overrides if _key(line) not in excluded)
+    lines = sorted(line for line in overrides if override_key(line) not in excluded)
     items = []  # (safe text, whether it was changed, the original line)
     for line in lines:
         text = line.replace("=", kv_sep)

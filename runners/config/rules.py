@@ -53,6 +53,7 @@ __all__ = [
     "TASK_DATA",
     "DataOption",
     "TaskOption",
+    "check_seeds_keys",
     "validate",
 ]
 
@@ -360,6 +361,20 @@ def _check_records(cfg: DictConfig | Config) -> None:
     for metric in cfg.report.metrics:
         _one_of("report.metrics", metric, REPORT_METRICS)
     _check_claims(cfg.report.get("claims") or [])
+    check_seeds_keys(cfg.report)
+
+
+def check_seeds_keys(report: Any) -> None:
+    """The keys of ``seeds=auto`` (``report.target_halfwidth`` .. ``report.seeds_per_round``)."""
+    target = report.target_halfwidth
+    if not (math.isfinite(target) and target >= 0):
+        raise ConfigError(
+            f"report.target_halfwidth must be a number of metric points >= 0, got {target}"
+        )
+    _at_least("report.max_seeds", report.max_seeds, 1)
+    if report.max_jobs is not None:
+        _at_least("report.max_jobs", report.max_jobs, 1, " (or null: no budget)")
+    _at_least("report.seeds_per_round", report.seeds_per_round, 1)
 
 
 def _check_claims(claims: Any) -> None:

@@ -347,6 +347,16 @@ class ReportConfig:
     #: Claims the study pre-registers; RESULTS.md's Findings check each by name
     #: (``reports.claims``: name, text, kind, arm, metric, direction, size, at).
     claims: list[dict[str, Any]] = field(default_factory=list)
+    # seeds=auto (docs/REPORTS.md, "Seeds until the answer is clear"); the sweeper reads them.
+    #: An inconclusive comparison whose interval's half-width (metric points) is above this
+    #: gets more seeds.
+    target_halfwidth: float = 1.0
+    #: The most seeds a cell (one combination of the grid) gets.
+    max_seeds: int = 8
+    #: The study's compute budget: jobs launched in all rounds together (null: no budget).
+    max_jobs: int | None = None
+    #: Seeds added per round to a cell that needs them.
+    seeds_per_round: int = 1
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""The project's ``seeds=auto`` sweeper for Hydra: ``hydra/sweeper=seeds_auto`` (docs/REPORTS.md)."""
