@@ -72,6 +72,14 @@ def test_seeds_go_where_needed_and_a_rerun_runs_nothing(
     assert "report.max_jobs=7: the next round needs 2 jobs, 1 are left" in rounds["reason"]
     assert "stopped because the job budget report.max_jobs=7" in (study / "RESULTS.md").read_text()
 
+    # A target wider than every interval: the first round settles it, nothing is added.
+    wide = cli_in_process(*_args(study, data_cache, "report.target_halfwidth=1000"))
+    assert wide.returncode == 0, wide.stderr[-3000:]
+    assert _jobs(study) == jobs
+    rounds = json.loads((study / "seeds_auto.json").read_text())
+    assert rounds["stopped"] == "settled" and len(rounds["rounds"]) == 1
+    assert "every comparison is conclusive or within ±1000" in rounds["reason"]
+
 
 @pytest.mark.parametrize(
     ("args", "message"),
