@@ -343,6 +343,9 @@ class ReportConfig:
     #: Claims the study pre-registers; RESULTS.md's Findings check each by name
     #: (``reports.claims``: name, text, kind, arm, metric, direction, size, at).
     claims: list[dict[str, Any]] = field(default_factory=list)
+    #: Numbers published under another budget, shown beside ours and never tested
+    #: (``reports.published``: row, column, metric, value, source, budget).
+    published: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
