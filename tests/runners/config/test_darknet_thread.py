@@ -69,7 +69,7 @@ def test_both_studies_sweep_the_four_arms_and_pass_preflight(study):
 def test_the_cpu_variant_keeps_sixteen_subdivisions_on_the_tiny_net():
     cfg = _composed("ablation=darknet_thread_cpu", "darknet_arm=dropblock_cbn")
     assert (cfg.batch, cfg.subdivisions, cfg.backbone.name, cfg.data.name) == (
-        64, 16, "tinyresnet", "synthetic",
+        128, 16, "tinyresnet", "synthetic",
     )  # fmt: skip
     assert cfg.regularizer.cbn_mode == "cmbn" and cfg.regularizer.groups["4"].p == 0.1
 
