@@ -24,7 +24,7 @@ from reports.claims import Claim, claims_in_records
 from reports.collect import curves_table, load_records, runs_table
 from reports.findings import findings_section
 from reports.options import METRICS, ReportOptions
-from reports.published import Published, published_in_records, published_section
+from reports.published import published_in_records, published_section
 from reports.results_csv import results_frame
 from reports.sections import (
     PlotTarget,
@@ -181,7 +181,6 @@ def write_results(
     plots: bool = True,
     confidence: float = 0.95,
     claims: Sequence[Claim] | None = None,
-    published: Sequence[Published] | None = None,
 ) -> Path:
     """Collect the records under ``paths`` (recursively) and write RESULTS.md to ``out``.
 
@@ -189,9 +188,8 @@ def write_results(
     :class:`ReportOptions`'s; ``pivot="ROWS,COLUMNS"`` overrides ``rows`` and ``columns``. Run
     directories are shown relative to the first path. A record that cannot be read is listed
     under "Runs left out" as ``unreadable``, with the reason. ``claims``: checked in the
-    Findings; ``None``: those the records' configs pre-register. ``published``: numbers of
-    another budget shown beside ours; ``None``: those the records' configs carry. Returns
-    ``out``.
+    Findings; ``None``: those the records' configs pre-register. The published numbers shown
+    are those the records' configs carry (:func:`write_records` takes others). Returns ``out``.
     """
     paths = list(paths)
     first = Path(paths[0]) if paths else None
@@ -209,6 +207,5 @@ def write_results(
         confidence=confidence,
         plots=plots,
         claims=claims or (),
-        published=published or (),
     ).with_pivot(pivot)
     return write_records(records, out=out, options=options, root=root, unreadable=unreadable)

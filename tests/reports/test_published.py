@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from reports import write_results
+from reports import ReportOptions, write_records, write_results
+from reports.collect import load_records
 from reports.published import parse_published, published_in_records
 from tests.reports.reports_fixture import CLASSIFY, write_fixture
 
@@ -22,8 +23,9 @@ ENTRIES = [
 @pytest.fixture
 def report(tmp_path):
     study = write_fixture(tmp_path / "study")
-    out = write_results(
-        [study], out=study / "RESULTS.md", plots=False, published=parse_published(ENTRIES)
+    options = ReportOptions(plots=False, published=parse_published(ENTRIES))
+    out = write_records(
+        load_records([study], epochs=False), out=study / "RESULTS.md", options=options
     )
     return out.read_text(), pd.read_csv(out.with_name("results.csv"))
 
