@@ -109,3 +109,19 @@ def test_the_darknet_cfg_override_places_the_same_way():
     layers = {int(p.split("layers.")[1].split(".")[0]) for p in placements if "dropblock" in p}
     assert layers and min(layers) >= 39 and max(layers) <= 80
     assert {m.mode for m in model.modules() if isinstance(m, CrossIterationBatchNorm2d)} == {"cmbn"}
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("report.published.0.value=high", "report.published[0].value must be a number"),
+        ("report.published.2.metric=top3", "report.published[2].metric"),
+        ("+report.published.1.sorce=CSP", "report.published[1].sorce: unknown key"),
+    ],
+)
+def test_a_malformed_published_entry_stops_the_job_naming_the_key(override, message):
+    from runners.config import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        compose(["ablation=darknet_thread_cpu", override, "device=cpu", "logger=none"])
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
