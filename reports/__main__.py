@@ -123,7 +123,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             if not find_records(args.paths):
                 raise ValueError(f"{', '.join(args.paths)}: no run records ({RECORD_NAME}) found")
-            path = write_results(args.paths, out=out, pivot=args.pivot, **asdict(options))
+            # the published numbers are the records' own (write_results reads them there)
+            kwargs = {k: v for k, v in asdict(options).items() if k != "published"}
+            path = write_results(args.paths, out=out, pivot=args.pivot, **kwargs)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

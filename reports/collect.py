@@ -16,7 +16,13 @@ from typing import Any
 
 import pandas as pd
 
-from runners.core.record import COCO_METRICS, RECORD_NAME, TRAIN_EVAL_PREFIX, RunRecord
+from runners.core.record import (
+    COCO_METRICS,
+    GAP_METRICS,
+    RECORD_NAME,
+    TRAIN_EVAL_PREFIX,
+    RunRecord,
+)
 
 __all__ = [
     "DETECTION_METRICS",
@@ -33,11 +39,6 @@ __all__ = [
 
 #: COCOeval's twelve bbox numbers, in its order (percent), as ``task=detect`` records them.
 DETECTION_METRICS = COCO_METRICS
-
-#: The generalization gap of a classifier, each signed so that positive means overfitting:
-#: Top-1 on the training images minus on the validation set (points), and the validation loss
-#: minus the loss on the training images; both from the final evaluation, in eval mode.
-GAP_METRICS = ("gap_top1", "gap_loss")
 
 #: Columns of the runs table, in order.
 COLUMNS = [
@@ -87,7 +88,9 @@ def _difference(minuend: object, subtrahend: object) -> float | None:
 
 
 def generalization_gap(final: dict[str, Any]) -> dict[str, float | None]:
-    """:data:`GAP_METRICS` of a record's final metrics (``None`` without training scores)."""
+    """:data:`GAP_METRICS` of a record's final metrics (``None`` without training scores): Top-1
+    on the training images minus on the validation set (points), and the validation loss minus
+    the loss on the training images; both of the final evaluation, in eval mode."""
     train = TRAIN_EVAL_PREFIX
     return {
         "gap_top1": _difference(final.get(f"{train}top1"), final.get("top1")),

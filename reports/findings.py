@@ -29,7 +29,7 @@ from reports.deltas import Baseline
 from reports.interaction_table import level_pair_label
 from reports.power import minimum_detectable_effect
 from reports.stats import Delta
-from reports.tables import cell_groups, column_label, column_values, row_order
+from reports.tables import cell_groups, column_label, column_values, level_matches, row_order
 from reports.tasks import metric_view
 
 __all__ = ["Verdict", "claim_lines", "findings_section", "judge"]
@@ -100,17 +100,6 @@ def _effect_lines(analysis: MetricAnalysis, base: Baseline, rows: str, columns: 
     return lines
 
 
-def _level_matches(at: str | None, columns: str, level: object) -> bool:
-    if at is None:
-        return True
-    key, _, value = at.partition("=")
-    if isinstance(level, tuple):  # (batch, mini_batch)
-        level = dict(zip(("batch", "mini_batch"), level, strict=False)).get(key.strip())
-    elif key.strip() != columns:
-        return False
-    return str(level) == value.strip()
-
-
 def _claim_cells(claim: Claim, analysis: MetricAnalysis, base: Baseline, rows: str, columns: str):
     """(cell, where) for each comparison of ``analysis`` the claim names."""
     level_key = columns if base.key == rows else rows
@@ -121,7 +110,7 @@ def _claim_cells(claim: Claim, analysis: MetricAnalysis, base: Baseline, rows: s
         return
     for cell in analysis.deltas:
         arm, level = _arm_and_level(cell, base, rows)
-        if str(arm) == claim.arm and _level_matches(claim.at, level_key, level):
+        if str(arm) == claim.arm and level_matches(claim.at, level_key, level):
             yield cell, column_label(level_key, level)
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from reports.claims import Claim
 from reports.collect import COLUMNS, DETECTION_METRICS, GAP_METRICS
 from reports.deltas import Baseline, parse_baseline
+from reports.published import Published
 from reports.tables import MetricPivot, check_key, parse_pivot
 
 __all__ = ["METRICS", "ReportOptions"]
@@ -39,6 +40,7 @@ class ReportOptions:
         confidence: the coverage of the difference intervals.
         plots: draw the PNG plots (and read the per-epoch metrics they need).
         claims: pre-registered claims the Findings check by name (:mod:`reports.claims`).
+        published: numbers of another budget shown beside ours (:mod:`reports.published`).
     """
 
     rows: str = "regularizer"
@@ -50,11 +52,13 @@ class ReportOptions:
     confidence: float = 0.95
     plots: bool = True
     claims: Sequence[Claim] = ()
+    published: Sequence[Published] = ()
 
     def __post_init__(self) -> None:
         if self.metrics is not None:  # a list from argparse or a config: frozen as a tuple
             object.__setattr__(self, "metrics", tuple(self.metrics))
         object.__setattr__(self, "claims", tuple(self.claims))
+        object.__setattr__(self, "published", tuple(self.published))
 
     def with_pivot(self, pivot: str | None) -> ReportOptions:
         """These options with ``pivot="ROWS,COLUMNS"`` as the rows and columns (when given).

@@ -4,7 +4,8 @@ Sections, in a fixed order so that diffs of RESULTS.md between two runs of a stu
 something: the Findings in words; how ``seeds=auto`` chose the seeds, when it did
 (``seeds_auto.json`` in ``root``); per setting (task, data, backbone, epoch budget) the pivot of
 each metric (rows x columns, ``mean ± std (n)``), its deltas against the baseline (paired or
-Welch t, Holm within a table), its interactions, and the plots; then the CSPNet-style model table; then the runs left out and why (run records that
+Welch t, Holm within a table), its interactions, and the plots; then the published numbers of
+another budget beside ours (``report.published``); then the CSPNet-style model table; then the runs left out and why (run records that
 cannot be read among them, as ``unreadable`` with the reason); then how to read it.
 Every entry point (``python -m reports``, the multirun callback, the Optuna sweeper) ends here.
 """
@@ -24,6 +25,7 @@ from reports.claims import Claim, claims_in_records
 from reports.collect import curves_table, load_records, runs_table
 from reports.findings import findings_section
 from reports.options import METRICS, ReportOptions
+from reports.published import published_in_records, published_section
 from reports.results_csv import results_frame
 from reports.sections import (
     PlotTarget,
@@ -107,11 +109,12 @@ def render_report(
         *findings_section(analyses, base, pivot_keys, options.claims),
         *seeds_section(root),
         *setting_sections(analyses, options, base, plots),
+        *published_section(options.published, analyses, pivot_keys, options.confidence),
         *model_sections(used, options.rows, options.columns, base),
         *left_out_section(runs, reasons, stale, unreadable, None if root is None else Path(root)),
         *how_to_read(options.confidence),
     ]
-    return "\n".join(lines), results_frame(analyses, pivot_keys, base)
+    return "\n".join(lines), results_frame(analyses, pivot_keys, base, options.published)
 
 
 def render_results(runs: pd.DataFrame, options: ReportOptions | None = None, **kwargs: Any) -> str:
@@ -131,12 +134,17 @@ def write_records(
 
     ``options``: see :class:`ReportOptions`; ``root`` and ``unreadable``: see
     :func:`render_results`. Without ``options.claims``, the claims the records' configs
-    pre-register are checked.
+    pre-register are checked; without ``options.published``, the published numbers they carry
+    are shown.
     """
     options = options or ReportOptions()
     if not options.claims:
         options = dataclasses.replace(
             options, claims=claims_in_records([r.config for r in records])
+        )
+    if not options.published:
+        options = dataclasses.replace(
+            options, published=published_in_records([r.config for r in records])
         )
     target = Path(out)
     runs = runs_table(records)
@@ -184,7 +192,8 @@ def write_results(
     :class:`ReportOptions`'s; ``pivot="ROWS,COLUMNS"`` overrides ``rows`` and ``columns``. Run
     directories are shown relative to the first path. A record that cannot be read is listed
     under "Runs left out" as ``unreadable``, with the reason. ``claims``: checked in the
-    Findings; ``None``: those the records' configs pre-register. Returns ``out``.
+    Findings; ``None``: those the records' configs pre-register. The published numbers shown
+    are those the records' configs carry (:func:`write_records` takes others). Returns ``out``.
     """
     paths = list(paths)
     first = Path(paths[0]) if paths else None

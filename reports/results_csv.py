@@ -1,7 +1,8 @@
 """``results.csv`` beside RESULTS.md: every number the report shows, one tidy row each.
 
 One row per cell (``kind=cell``: mean, sample std and n over seeds), per difference from the
-baseline (``kind=delta``) and per interaction (``kind=interaction``), with the estimate, its
+baseline (``kind=delta``), per interaction (``kind=interaction``) and per published number
+(``kind=published``: the published value as the estimate, its source in ``test``), with the estimate, its
 interval, p, Holm-adjusted p, effect size, n, the test used, the family's size, the minimum
 detectable effect and the verdict the Findings give. docs/REPORTS.md lists the columns;
 ``pandas.read_csv`` loads it as is.
@@ -19,6 +20,7 @@ from reports.deltas import Baseline
 from reports.findings import judge
 from reports.interaction_table import level_pair_label
 from reports.power import minimum_detectable_effect
+from reports.published import Published, published_rows
 from reports.stats import Delta
 from reports.tables import cell_groups, column_label
 
@@ -75,8 +77,14 @@ def _rows(analysis: MetricAnalysis, pivot_keys: tuple[str, str], base: Baseline 
 
 
 def results_frame(
-    analyses: Sequence[MetricAnalysis], pivot_keys: tuple[str, str], base: Baseline | None
+    analyses: Sequence[MetricAnalysis],
+    pivot_keys: tuple[str, str],
+    base: Baseline | None,
+    published: Sequence[Published] = (),
 ) -> pd.DataFrame:
-    """The tidy table of every cell, delta and interaction (:data:`CSV_COLUMNS`)."""
+    """The tidy table of every cell, delta and interaction (:data:`CSV_COLUMNS`), then one
+    ``published`` row per published number (:mod:`reports.published`)."""
     records = [row for a in analyses for row in _rows(a, pivot_keys, base)]
+    studies = {str(s) for a in analyses for s in a.runs["study"].dropna().unique()}
+    records += published_rows(published, ",".join(sorted(studies)), pivot_keys)
     return pd.DataFrame.from_records(records, columns=CSV_COLUMNS)

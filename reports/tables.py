@@ -23,6 +23,7 @@ __all__ = [
     "arm_keys",
     "column_label",
     "format_cell",
+    "level_matches",
     "parse_pivot",
     "pivot_metric",
     "row_label",
@@ -110,6 +111,19 @@ def column_label(columns: str, value: object) -> str:
     if columns == "batch" and isinstance(value, tuple):
         return f"batch {int(value[0])} (mini {int(value[1])})"
     return f"{columns} {value}"
+
+
+def level_matches(at: str | None, columns: str, level: object) -> bool:
+    """Whether a column ``level`` is the one ``at`` (``KEY=VALUE``, ``None``: any) names; a
+    (batch, mini_batch) pair matches ``batch=...`` or ``mini_batch=...``."""
+    if at is None:
+        return True
+    key, _, value = at.partition("=")
+    if isinstance(level, tuple):  # (batch, mini_batch)
+        level = dict(zip(("batch", "mini_batch"), level, strict=False)).get(key.strip())
+    elif key.strip() != columns:
+        return False
+    return str(level) == value.strip()
 
 
 def cell_groups(

@@ -361,6 +361,7 @@ def _check_records(cfg: DictConfig | Config) -> None:
     for metric in cfg.report.metrics:
         _one_of("report.metrics", metric, REPORT_METRICS)
     _check_claims(cfg.report.get("claims") or [])
+    _check_published(cfg.report.get("published") or [])
     check_seeds_keys(cfg.report)
 
 
@@ -388,6 +389,20 @@ def _check_claims(claims: Any) -> None:
         raise ConfigError(str(err)) from None
     for i, claim in enumerate(parsed):
         _one_of(f"report.claims[{i}].metric", claim.metric, REPORT_METRICS)
+
+
+def _check_published(entries: Any) -> None:
+    """``report.published``: each a number of another budget the report can show
+    (``reports.published``)."""
+    from reports.published import parse_published
+
+    items = [OmegaConf.to_container(e) if isinstance(e, DictConfig) else e for e in entries]
+    try:
+        parsed = parse_published(items)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    for i, entry in enumerate(parsed):
+        _one_of(f"report.published[{i}].metric", entry.metric, REPORT_METRICS)
 
 
 _SECTIONS: tuple[Rule, ...] = (

@@ -28,7 +28,13 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from regularizers import specs as regularizer_specs
 from regularizers.base import GroupRegularizerConfig, RegularizerConfig
 from runners.core.errors import ConfigError
-from runners.core.record import CLASSIFICATION_METRICS, COCO_METRICS, TASK_METRICS
+from runners.core.record import (
+    CLASSIFICATION_METRICS,
+    COCO_METRICS,
+    GAP_METRICS,
+    TASK_METRICS,
+    TRAIN_EVAL_PREFIX,
+)
 
 __all__ = [
     "DATA_SCHEMAS",
@@ -66,7 +72,13 @@ __all__ = [
 #: The number a task is judged by (what run.py returns and a sweeper optimises).
 PRIMARY_METRIC = {task: metrics.primary for task, metrics in TASK_METRICS.items()}
 #: Metrics a report can tabulate: classification's, then COCOeval's twelve.
-REPORT_METRICS = (*CLASSIFICATION_METRICS, *COCO_METRICS)
+REPORT_METRICS = (
+    *CLASSIFICATION_METRICS,
+    f"{TRAIN_EVAL_PREFIX}top1",
+    f"{TRAIN_EVAL_PREFIX}loss",
+    *GAP_METRICS,
+    *COCO_METRICS,
+)
 #: Keys that do not change what a run computes, so they are left out of the config hash.
 #: ``divergence`` only decides when a run is stopped, ``force`` only whether it reruns,
 #: ``checkpoint`` only how often state is saved.
@@ -357,6 +369,9 @@ class ReportConfig:
     max_jobs: int | None = None
     #: Seeds added per round to a cell that needs them.
     seeds_per_round: int = 1
+    #: Numbers published under another budget, shown beside ours and never tested
+    #: (``reports.published``: row, column, metric, value, source, budget).
+    published: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass

@@ -21,6 +21,7 @@ __all__ = [
     "CLASSIFICATION_METRICS",
     "COCO_METRICS",
     "DEFAULT_TASK",
+    "GAP_METRICS",
     "LOWER_IS_BETTER",
     "RECORD_NAME",
     "SCHEMA_VERSION",
@@ -49,6 +50,9 @@ COCO_METRICS = (
 #: Classification also scores a subset of its training images (``task.train_eval_samples``),
 #: recorded under these names: the generalization gap is train minus validation.
 TRAIN_EVAL_PREFIX = "train_eval_"
+#: The generalization gap a report derives from those scores (``reports.collect``), each signed
+#: so that positive means overfitting: Top-1 train − val (points), loss val − train.
+GAP_METRICS = ("gap_top1", "gap_loss")
 #: Metrics where smaller is better; every other metric is best at its maximum.
 LOWER_IS_BETTER = frozenset({"loss", f"{TRAIN_EVAL_PREFIX}loss"})
 #: ``running`` until the job ends; ``diverged`` and ``pruned`` are used by later stages.
