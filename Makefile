@@ -16,8 +16,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Two jobs at a time (joblib's workers get one CPU thread each): the tiny net uses two cores
+# better as two jobs than as one job on two threads (docs/BENCHMARKS.md).
 demo: $(STAMP)
-	$(BIN)/python run.py -m ablation=default
+	$(BIN)/python run.py -m ablation=default hydra/launcher=joblib hydra.launcher.n_jobs=2
 
 test: $(STAMP)
 	$(BIN)/ruff format --check .
