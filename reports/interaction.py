@@ -21,7 +21,16 @@ import math
 from collections.abc import Mapping
 from dataclasses import replace
 
-from reports.stats import WELCH, Delta, _clean, _variance, one_sample_delta, shared_seeds, t_delta
+from reports.stats import (
+    WELCH,
+    Delta,
+    _clean,
+    _variance,
+    no_spread,
+    one_sample_delta,
+    shared_seeds,
+    t_delta,
+)
 
 __all__ = ["interaction"]
 
@@ -53,7 +62,7 @@ def interaction(
         return base
     q = [_variance(v) / len(v) for v in values]
     se = math.sqrt(sum(q))
-    if se == 0:
+    if no_spread(se, [v for cell in values for v in cell]):
         return base
     df = sum(q) ** 2 / sum(qi**2 / (len(v) - 1) for qi, v in zip(q, values, strict=True))
     return replace(base, **t_delta(diff, se, df, confidence))

@@ -33,6 +33,7 @@ __all__ = [
     "WELCH",
     "Delta",
     "compare",
+    "no_spread",
     "one_sample_delta",
     "paired_delta",
     "shared_seeds",
@@ -112,6 +113,18 @@ def t_delta(diff: float, se: float, df: float, confidence: float) -> dict[str, f
     return {"low": diff - half, "high": diff + half, "p": p, "df": df, "se": se}
 
 
+#: A spread this small relative to the values is rounding, not spread: differences of
+#: percentages such as 34.0 - 37.2 and 31.6 - 34.8 differ in the 15th digit.
+SPREAD_TOLERANCE = 1e-9
+
+
+def no_spread(spread: float, values: Sequence[float]) -> bool:
+    """Whether a standard deviation (or error) of ``values`` is zero up to float rounding; a
+    t-test on such values would report an infinite t and p = 0 from rounding noise alone."""
+    scale = max([1.0, *(abs(v) for v in values)])
+    return spread <= SPREAD_TOLERANCE * scale
+
+
 def _variance(xs: Sequence[float]) -> float:
     mean = sum(xs) / len(xs)
     return sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)
@@ -137,7 +150,7 @@ def welch_delta(
     var_a, var_b = _variance(a), _variance(b)
     qa, qb = var_a / na, var_b / nb
     se = math.sqrt(qa + qb)
-    if se == 0:
+    if no_spread(se, a + b):
         return base
     df = (qa + qb) ** 2 / (qa**2 / (na - 1) + qb**2 / (nb - 1))
     pooled = math.sqrt((var_a + var_b) / 2)
@@ -160,7 +173,7 @@ def one_sample_delta(
     if n < 2:
         return base
     sd = math.sqrt(_variance(d))
-    if sd == 0:
+    if no_spread(sd, d):
         return base
     return replace(
         base, **t_delta(diff, sd / math.sqrt(n), n - 1, confidence), effect_size=diff / sd

@@ -125,3 +125,22 @@ def test_malformed_claims_in_a_record_are_skipped_not_fatal(tmp_path, caplog):
     )
     out = write_records(records, out=tmp_path / "r" / "RESULTS.md")
     assert "## Findings" in out.read_text() and "### Claims" not in out.read_text()
+
+
+def test_rounding_noise_is_no_spread_not_a_finding():
+    """34.0 - 37.2 and 31.6 - 34.8 differ in the 15th digit: a paired t on them would give an
+    infinite t and p = 0 (a 'supported' effect from two seeds); it is no spread instead."""
+    from reports.interaction import interaction
+    from reports.stats import compare, welch_delta
+
+    arm, base = {0: 34.0, 1: 31.6}, {0: 37.2, 1: 34.8}
+    assert (arm[0] - base[0]) != (arm[1] - base[1])  # the rounding is really there
+    delta = compare(arm, base)
+    assert delta.test == "paired t" and delta.diff == pytest.approx(-3.2)
+    assert delta.low is None and delta.p is None
+    verdict = judge(delta, 1)
+    assert verdict.word == "untested" and "no spread" in verdict.detail
+    assert welch_delta([0.1 + 0.2, 0.3], [0.3, 0.3]).p is None
+    assert interaction(arm, base, {0: 30.0, 1: 30.0}, {0: 30.0, 1: 30.0}).p is None
+    # a real spread keeps its interval
+    assert compare({0: 34.0, 1: 31.2}, base).low is not None
