@@ -66,6 +66,7 @@ ORDINARY = [
     ["+backbone.kwargs.width=8", "task.topk=[1,3]", "epochs=2"],
     ["optim.base_lr=0.05", "data.mean=[0.4,0.5,0.6]", "seed=${oc.env:NO_SUCH,3}"],
     ["data.image_size=48", "logger=none", "device=cpu", "study=x", "force=true"],
+    ["seed=1", "report.metrics=[loss]", "report.rows=batch", "seeds=auto"],
 ]
 
 
@@ -79,6 +80,7 @@ def test_ordinary_job_directories_keep_hydras_name(make_cfg, overrides):
         cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
     hydras = cfg.hydra.job.override_dirname
     assert hydras and "logger" not in hydras and "study" not in hydras
+    assert "report" not in hydras and "seeds" not in hydras  # how it is reported, not what runs
     assert cfg.hydra.sweep.subdir == hydras
 
 
