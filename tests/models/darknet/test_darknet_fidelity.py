@@ -1,0 +1,68 @@
+"""Darknet cfgs read and run as Darknet reads and runs them (issue 16): the parser's tolerance of
+Darknet's own cfgs, conv dilation, gelu, and the sections a classifier cfg needs."""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import pytest
+
+from models.darknet import DarknetCfgError, DarknetNet, parse_cfg, parse_cfg_text
+
+NET = "[net]\nwidth={w}\nheight={w}\nchannels={c}\n"
+
+
+def _net(text: str, tmp_path: Path, **kwargs: object) -> DarknetNet:
+    path = tmp_path / "net.cfg"
+    path.write_text(text)
+    return DarknetNet(parse_cfg(path), **kwargs)
+
+
+# --- 1. the parser: inline comments and repeated keys as Darknet reads them ------------------------
+def test_a_comment_after_a_number_is_read_as_atoi_reads_it():
+    cfg = parse_cfg_text(
+        NET.format(w=8, c=3)
+        + "[convolutional]\nfilters=40 #32\nsize = 3 ; was 1\npad=1\nactivation=leaky\n"
+        + "[route]\nlayers=-1 # the conv\n"
+        + "[dropout]\nprobability=0.25#0.5\n"
+    )
+    conv, route, dropout = cfg.layers
+    assert (conv["filters"], conv["size"]) == (40, 3)
+    assert route["layers"] == [-1]
+    assert dropout["probability"] == 0.25
+    # parse_route runs atoi on each comma-separated part: "-1#,-2" is two layers, -1 and -2.
+    two = parse_cfg_text(NET.format(w=8, c=3) + "[conv]\n[conv]\n[route]\nlayers=-1#,-2\n")
+    assert two.layers[2]["layers"] == [-1, -2]
+
+
+def test_a_comment_after_a_name_is_an_error_naming_the_line():
+    # Darknet reads "leaky#mish" whole, finds no such activation and goes with relu: refused.
+    with pytest.raises(DarknetCfgError, match=r"^<cfg>:6: \[convolutional\] activation: "
+                       r"'leaky#mish' holds a comment; Darknet reads a name whole"):  # fmt: skip
+        parse_cfg_text(NET.format(w=8, c=3) + "[convolutional]\nactivation=leaky #mish\n")
+
+
+def test_a_repeated_key_is_warned_about_once_and_the_first_value_wins(caplog):
+    text = (
+        NET.format(w=8, c=3)  # lines 1-4
+        + "batch=64\nlearning_rate=0.1\nbatch=128\nlearning_rate=0.2\nbatch=1\n"  # 5-9
+        + "[convolutional]\nfilters=8\nfilters=9\nfilters=oops\n"  # 10-13
+    )
+    with caplog.at_level(logging.WARNING, logger="models.darknet.parse"):
+        cfg = parse_cfg_text(text, "net.cfg")
+    # option_list.c: option_insert appends, option_find returns the first match.
+    assert cfg.net["batch"] == 64 and cfg.net.unused == {"learning_rate": "0.1"}
+    assert cfg.layers[0]["filters"] == 8  # the later "oops" is never read, as in Darknet
+    assert cfg.layers[0].written["filters"] == [11, 12, 13]
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 3
+    assert messages[0].startswith(
+        "net.cfg:5: [net] batch: given again on lines 7, 9; Darknet uses the first (line 5)"
+    )
+    assert messages[1].startswith(
+        "net.cfg:6: [net] learning_rate: given again on line 8; Darknet uses the first (line 6)"
+    )
+    assert re.match(r"net\.cfg:11: \[convolutional\] filters: given again on lines 12, 13;",
+                    messages[2])  # fmt: skip
