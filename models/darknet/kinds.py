@@ -253,15 +253,41 @@ def _conv_settings(ctx: LayerContext) -> _ConvSettings:
     return _ConvSettings(filters, size, (stride_y, stride_x), padding, groups, dilation, bn)
 
 
+def _dilated_padding(ctx: LayerContext, conv: _ConvSettings, out_h: int, out_w: int) -> int:
+    """The padding of the dilated conv Darknet runs: ``pad * dilation``, checked against its size.
+
+    AlexeyAB ``convolutional_layer.c``: the output size is ``(h + 2 * pad - size) / stride + 1``,
+    dilation left out, and ``forward_convolutional_layer`` calls ``im2col_cpu_ext`` with padding
+    ``l.pad * l.dilation`` and the dilation. With ``pad=1`` (``pad = size / 2``) and an odd size
+    both give the same map (a dilated 3x3 keeps the size at stride 1); where they disagree (an
+    even size, or an explicit ``padding``) Darknet's im2col fills a buffer of another size than
+    the layer's output, which no module here can reproduce: an error.
+    """
+    x, size, dilation = ctx.x, conv.size, conv.dilation
+    padding = conv.padding * dilation
+    extent = dilation * (size - 1) + 1
+    run_h = (x.h + 2 * padding - extent) // conv.stride[0] + 1
+    run_w = (x.w + 2 * padding - extent) // conv.stride[1] + 1
+    if (run_h, run_w) != (out_h, out_w):
+        raise ctx.error(
+            f"dilation={dilation} with size={size} and padding {conv.padding}: Darknet sizes the "
+            f"output {out_h}x{out_w} (dilation left out) but its im2col, padding "
+            f"{conv.padding}*{dilation}, computes {run_h}x{run_w}; only sizes where both agree "
+            "(an odd size with pad=1) are supported",
+            "dilation",
+        )
+    return padding
+
+
 @register_kind("convolutional")
 def _convolutional(ctx: LayerContext) -> tuple[nn.Module, Shape, LayerInfo]:
     x, conv = ctx.x, _conv_settings(ctx)
     size, (stride_y, stride_x), padding = conv.size, conv.stride, conv.padding
-    extent = conv.dilation * (size - 1) + 1
-    out_h = (x.h + 2 * padding - extent) // stride_y + 1
-    out_w = (x.w + 2 * padding - extent) // stride_x + 1
+    out_h = (x.h + 2 * padding - size) // stride_y + 1  # convolutional_out_height
+    out_w = (x.w + 2 * padding - size) // stride_x + 1
     if out_h < 1 or out_w < 1:
         raise ctx.error(f"a {size}x{size} window does not fit the {x.h}x{x.w} input")
+    padding = _dilated_padding(ctx, conv, out_h, out_w)
     weights = (x.c // conv.groups) * conv.filters * size * size
     out = Shape(conv.filters, out_h, out_w, flat=x.flat)
     check_size(ctx.cfg, ctx.section, weights, out)  # before anything is allocated

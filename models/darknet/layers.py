@@ -2,7 +2,8 @@
 
 Semantics follow AlexeyAB/darknet (``src/*_layer.c``, ``blas.c``):
 
-- ``[convolutional]``: ``pad=1`` means ``padding = size // 2``; no bias when batch-normalised;
+- ``[convolutional]``: ``pad=1`` means ``padding = size // 2``, which a dilated conv applies
+  ``dilation`` times (``im2col_cpu_ext`` gets ``l.pad * l.dilation``: same size); no bias when batch-normalised;
   ``batch_normalize=2`` (or ``cbn=1``) is CmBN, the project's
   :class:`~layers.cross_iteration_bn.CrossIterationBatchNorm2d` with ``mode="cmbn"``; BN eps 1e-5
   and momentum 0.1 (Darknet's CPU rolling update ``0.9 * old + 0.1 * new``); leaky slope 0.1.

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 
 from models.darknet import DarknetCfgError, DarknetNet, parse_cfg, parse_cfg_text
 
@@ -66,3 +67,35 @@ def test_a_repeated_key_is_warned_about_once_and_the_first_value_wins(caplog):
     )
     assert re.match(r"net\.cfg:11: \[convolutional\] filters: given again on lines 12, 13;",
                     messages[2])  # fmt: skip
+
+
+# --- 2. dilation: Darknet pads size/2 * dilation -------------------------------------------------
+@pytest.mark.parametrize(("dilation", "stride", "side"), [(2, 1, 9), (3, 1, 8), (2, 2, 8)])
+def test_a_dilated_conv_with_pad_1_keeps_darknets_output_size(tmp_path, dilation, stride, side):
+    net = _net(
+        NET.format(w=side, c=2)
+        + f"[convolutional]\nfilters=3\nsize=3\nstride={stride}\npad=1\ndilation={dilation}\n"
+        + "activation=linear\n",
+        tmp_path,
+    )
+    out_side = (side + 2 * 1 - 3) // stride + 1  # convolutional_out_height, dilation left out
+    assert net.info[0].output == (3, out_side, out_side)
+    if stride == 1:
+        assert out_side == side
+    # The FLOPs/shape table agrees: Darknet's l.bflops on that output.
+    assert net.info[0].bflops == pytest.approx(2 * 2 * 3 * 9 * out_side * out_side / 1e9)
+    x = torch.randn(1, 2, side, side)
+    conv = net.layers[0].conv
+    # im2col_cpu_ext with padding l.pad * l.dilation and the dilation
+    ref = torch.nn.functional.conv2d(
+        x, conv.weight, conv.bias, stride=stride, padding=dilation, dilation=dilation
+    )
+    got = net(x).view(1, 3, out_side, out_side)
+    assert got.shape == ref.shape
+    torch.testing.assert_close(got, ref)
+
+
+def test_a_dilated_conv_whose_sizes_disagree_in_darknet_is_an_error(tmp_path):
+    with pytest.raises(DarknetCfgError, match=r":8: \[convolutional\] dilation: dilation=2 with "
+                       r"size=3 and padding 0: Darknet sizes the output 6x6"):  # fmt: skip
+        _net(NET.format(w=8, c=2) + "[convolutional]\nsize=3\npadding=0\ndilation=2\n", tmp_path)
