@@ -46,12 +46,27 @@ __all__ = [
     "Connected",
     "Cost",
     "DarknetConv",
+    "DarknetGELU",
     "GlobalAvgPool",
     "MaxPoolDark",
     "Route",
     "Shortcut",
     "Softmax",
 ]
+
+
+class DarknetGELU(nn.Module):
+    """Darknet's ``gelu``: the tanh approximation with Darknet's rounded constants.
+
+    AlexeyAB ``activations.h`` ``gelu_activate`` (and ``activation_kernels.cu``, the same on the
+    GPU): ``0.5 * x * (1 + tanh(0.797885 * x + 0.035677 * x^3))``. That is
+    ``nn.GELU(approximate="tanh")`` (``sqrt(2/pi) = 0.7978845608...``, ``0.044715 * sqrt(2/pi)``)
+    up to the constants' rounding, not the exact erf form, so it is written out here.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 0.5 * x * (1 + torch.tanh(0.797885 * x + 0.035677 * x.pow(3)))
+
 
 #: Darknet activation name -> module builder (``activations.c``; leaky's slope is 0.1).
 ACTIVATIONS = {
@@ -65,7 +80,7 @@ ACTIVATIONS = {
     "relu6": nn.ReLU6,
     "elu": nn.ELU,
     "selu": nn.SELU,
-    "gelu": nn.GELU,
+    "gelu": DarknetGELU,
 }
 
 #: Darknet's batch-norm numerics: eps 1e-5, rolling update 0.9 * old + 0.1 * new.

@@ -99,3 +99,17 @@ def test_a_dilated_conv_whose_sizes_disagree_in_darknet_is_an_error(tmp_path):
     with pytest.raises(DarknetCfgError, match=r":8: \[convolutional\] dilation: dilation=2 with "
                        r"size=3 and padding 0: Darknet sizes the output 6x6"):  # fmt: skip
         _net(NET.format(w=8, c=2) + "[convolutional]\nsize=3\npadding=0\ndilation=2\n", tmp_path)
+
+
+# --- 3. gelu: Darknet's tanh approximation ---------------------------------------------------------
+def test_gelu_is_darknets_tanh_approximation(tmp_path):
+    net = _net(NET.format(w=4, c=2) + "[convolutional]\nfilters=2\nactivation=gelu\n", tmp_path)
+    act = net.layers[0].act
+    x = torch.linspace(-6, 6, 241, dtype=torch.float64)
+    # AlexeyAB activations.h gelu_activate, written out
+    darknet = 0.5 * x * (1 + torch.tanh(0.797885 * x + 0.035677 * torch.pow(x, 3)))
+    torch.testing.assert_close(act(x), darknet, rtol=0, atol=1e-12)
+    # ... which is PyTorch's tanh GELU up to the constants' rounding, and not the exact erf form.
+    tanh_gelu = torch.nn.GELU(approximate="tanh")(x)
+    assert (act(x) - tanh_gelu).abs().max() < 1e-5
+    assert (act(x) - torch.nn.GELU()(x)).abs().max() > 1e-4
