@@ -34,8 +34,10 @@ from models.darknet.layers import (
     GlobalAvgPool,
     MaxPoolDark,
     Route,
+    ScaleChannels,
     Shortcut,
     Softmax,
+    Upsample,
 )
 from models.darknet.parse import DarknetCfg, DarknetCfgError, Section
 
@@ -234,6 +236,15 @@ def _conv_settings(ctx: LayerContext) -> _ConvSettings:
     stride_y, stride_x = _strides(s)
     padding = size // 2 if s["pad"] else s["padding"]
     bn = 2 if s["cbn"] else s["batch_normalize"]
+    for key in ("xnor", "binary"):
+        if s[key]:
+            raise ctx.error(
+                f"binary convolutions ({key}=1) are not supported: Darknet binarizes the weights "
+                "to sign(w) * mean|w| (and with xnor=1 the inputs to +-1, summed by XNOR and "
+                "bit count), which needs a straight-through estimator to train and is not "
+                "built here; use a float conv (remove the key) or train the cfg in Darknet",
+                key,
+            )
     for key, value, ok in (
         ("filters", filters, filters >= 1),
         ("size", size, size >= 1),
@@ -498,3 +509,67 @@ def _cost(ctx: LayerContext) -> tuple[nn.Module, Shape, LayerInfo]:
     out = ctx.x.like()
     detail = ctx.section["type"]
     return Cost(), out, ctx.info(out, filters=None, geometry="", bflops=0.0, detail=detail)
+
+
+@register_kind("scale_channels")
+def _scale_channels(ctx: LayerContext) -> tuple[nn.Module, Shape, LayerInfo]:
+    """``parse_scale_channels`` / ``make_scale_channels_layer``: the checks are Darknet's asserts."""
+    s, x = ctx.section, ctx.x
+    sources = ctx.sources("from")
+    if len(sources) != 1:
+        raise ctx.error(f"takes one layer (Darknet reads one), got {len(sources)}", "from")
+    source = ctx.shapes[sources[0]]
+    scale_wh = bool(s["scale_wh"])
+    if scale_wh:
+        ok, need = x.c == 1 and (x.h, x.w) == (source.h, source.w), f"1x{source.h}x{source.w}"
+    else:
+        ok, need = (x.h, x.w) == (1, 1) and x.c == source.c, f"{source.c}x1x1"
+    if not ok:
+        raise ctx.error(
+            f"scales layer {sources[0]} ({source.c}x{source.h}x{source.w}) by the previous "
+            f"output, which must be {need}, got {x.c}x{x.h}x{x.w}",
+            "from",
+        )
+    out = source.like()
+    detail = f"{sources[0]}" + (" wh" if scale_wh else "")
+    return (
+        ScaleChannels(sources[0], scale_wh, ctx.activation()),
+        out,
+        ctx.info(out, filters=None, geometry="", bflops=0.0, detail=detail),
+    )
+
+
+@register_kind("upsample")
+def _upsample(ctx: LayerContext) -> tuple[nn.Module, Shape, LayerInfo]:
+    """``make_upsample_layer``: ``stride < 0`` is reverse (``w / stride``), else ``w * stride``."""
+    s, x = ctx.section, ctx.x
+    stride, reverse = abs(s["stride"]), s["stride"] < 0
+    if stride < 1:
+        raise ctx.error("must not be 0", "stride")
+    if reverse:
+        out = Shape(x.c, x.h // stride, x.w // stride, flat=x.flat)
+        if out.h < 1 or out.w < 1:
+            raise ctx.error(f"downsampling {x.h}x{x.w} by {stride} leaves nothing", "stride")
+    else:
+        out = Shape(x.c, x.h * stride, x.w * stride, flat=x.flat)
+    check_size(ctx.cfg, s, 0, out)
+    detail = f"{'/' if reverse else 'x'}{stride}" + (
+        f" scale={s['scale']}" if s["scale"] != 1 else ""
+    )
+    return (
+        Upsample(stride, s["scale"], reverse),
+        out,
+        ctx.info(out, filters=None, geometry="", bflops=0.0, detail=detail),
+    )
+
+
+@register_kind("crop")
+def _crop(ctx: LayerContext) -> tuple[nn.Module, Shape, LayerInfo]:
+    """``[crop]`` is refused: it is data augmentation inside the network (``crop_layer.c``)."""
+    raise ctx.error(
+        "not supported: Darknet's crop layer is training-time augmentation (a random "
+        "crop_width x crop_height crop and flip, on the GPU also angle/saturation/exposure "
+        "jitter; a centre crop at test time) and rescales the input to [-1, 1] unless noadjust=1; in the harness "
+        "augmentation and input scaling belong to the data pipeline. Remove the [crop] section, "
+        "set [net] width/height to the crop size and configure the crop/flip in the data config"
+    )

@@ -24,6 +24,13 @@ Semantics follow AlexeyAB/darknet (``src/*_layer.c``, ``blas.c``):
   :class:`~layers.drop_block.DropBlock2d` with Darknet's options (see :func:`dropblock_options`).
   Darknet's dropout works in place on the previous layer's output, so a later ``[route]`` or
   ``[shortcut]`` that reads that layer sees the dropped values; so it does here.
+- ``[scale_channels]`` (EfficientNet's squeeze-excitation, ``scale_channels_layer.c``): the
+  ``from`` layer's output times the previous output, a ``C x 1 x 1`` per-channel scale (or with
+  ``scale_wh=1`` a ``1 x H x W`` per-position scale), then the activation; the output has the
+  ``from`` layer's shape.
+- ``[upsample]`` (``upsample_layer.c``): each pixel repeated ``stride x stride`` times, times
+  ``scale``; a negative stride downsamples: each ``stride x stride`` block summed, times
+  ``scale``.
 - ``[softmax]`` and ``[cost]``: the harness's loss is cross-entropy on logits, which is
   Darknet's softmax layer's own loss, so the network returns logits (divided by the softmax
   ``temperature``) and ``[cost]`` passes them through.
@@ -50,8 +57,10 @@ __all__ = [
     "GlobalAvgPool",
     "MaxPoolDark",
     "Route",
+    "ScaleChannels",
     "Shortcut",
     "Softmax",
+    "Upsample",
 ]
 
 
@@ -181,6 +190,40 @@ class Shortcut(nn.Module):
 
     def extra_repr(self) -> str:
         return f"from={self.sources}"
+
+
+class ScaleChannels(nn.Module):
+    """``[scale_channels]``: ``outputs[from] * x`` (x per channel, or per position), activated."""
+
+    def __init__(self, source: int, scale_wh: bool, act: nn.Module) -> None:
+        super().__init__()
+        self.sources, self.scale_wh, self.act = [source], scale_wh, act
+
+    def forward(self, x: torch.Tensor, outputs: dict[int, torch.Tensor]) -> torch.Tensor:
+        # x is (N, C, 1, 1), or (N, 1, H, W) with scale_wh: broadcasting is Darknet's indexing
+        return self.act(outputs[self.sources[0]] * x)
+
+    def extra_repr(self) -> str:
+        return f"from={self.sources[0]}, scale_wh={self.scale_wh}"
+
+
+class Upsample(nn.Module):
+    """``[upsample]``: nearest upsampling by ``stride`` times ``scale``; ``reverse`` sums blocks."""
+
+    def __init__(self, stride: int, scale: float, reverse: bool) -> None:
+        super().__init__()
+        self.stride, self.scale, self.reverse = stride, scale, reverse
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.stride
+        if self.reverse:  # upsample_cpu(..., forward=0): out[i/s] += scale * in[i]
+            n, c, h, w = x.shape
+            x = x[:, :, : h // s * s, : w // s * s]
+            return self.scale * x.reshape(n, c, h // s, s, w // s, s).sum(dim=(3, 5))
+        return self.scale * x.repeat_interleave(s, dim=2).repeat_interleave(s, dim=3)
+
+    def extra_repr(self) -> str:
+        return f"stride={'-' if self.reverse else ''}{self.stride}, scale={self.scale}"
 
 
 class MaxPoolDark(nn.Module):

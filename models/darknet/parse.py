@@ -76,6 +76,9 @@ SECTION_ALIASES = {
     "softmax": "softmax",
     "soft": "softmax",
     "cost": "cost",
+    "scale_channels": "scale_channels",
+    "upsample": "upsample",
+    "crop": "crop",
 }
 
 #: The stride keys ``[convolutional]`` and ``[maxpool]`` share (-1: take ``stride``).
@@ -106,6 +109,9 @@ _SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "activation": (str, "logistic"),
         "batch_normalize": (int, 0),
         "cbn": (int, 0),
+        # binary convs (refused by the builder, saying why)
+        "xnor": (int, 0),
+        "binary": (int, 0),
     },
     "route": {"layers": ("ints", None), "groups": (int, 1), "group_id": (int, 0)},
     "shortcut": {
@@ -139,6 +145,24 @@ _SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "noloss": (int, 0),
     },
     "cost": {"type": (str, "sse"), "scale": (float, 1.0), "ratio": (float, 0.0)},
+    # parse_scale_channels: ``from`` is one layer (atoi)
+    "scale_channels": {
+        "from": ("ints", None),
+        "scale_wh": (int, 0),
+        "activation": (str, "linear"),
+    },
+    "upsample": {"stride": (int, 2), "scale": (float, 1.0)},
+    # parse_crop (refused by the builder, saying why)
+    "crop": {
+        "crop_height": (int, 1),
+        "crop_width": (int, 1),
+        "flip": (int, 0),
+        "angle": (float, 0.0),
+        "saturation": (float, 1.0),
+        "exposure": (float, 1.0),
+        "shift": (float, 0.0),
+        "noadjust": (int, 0),
+    },
 }
 
 #: Keys Darknet reads that do not change the network built here: reported once, not an error.
@@ -167,6 +191,9 @@ _KNOWN_UNUSED: dict[str, set[str]] = {
     "avgpool": set(),
     "softmax": set(),
     "cost": set(),
+    "scale_channels": set(),
+    "upsample": set(),
+    "crop": set(),
 }  # fmt: skip
 
 

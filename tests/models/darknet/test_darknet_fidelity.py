@@ -113,3 +113,81 @@ def test_gelu_is_darknets_tanh_approximation(tmp_path):
     tanh_gelu = torch.nn.GELU(approximate="tanh")(x)
     assert (act(x) - tanh_gelu).abs().max() < 1e-5
     assert (act(x) - torch.nn.GELU()(x)).abs().max() > 1e-4
+
+
+# --- 4. sections a classifier cfg needs ------------------------------------------------------------
+SE = (  # EfficientNet's squeeze-excitation, as efficientnet_b0.cfg writes it
+    "[convolutional]\nfilters=4\nsize=3\npad=1\nactivation=swish\n"  # 0: 4x6x6
+    "[avgpool]\n"  # 1: 4x1x1
+    "[convolutional]\nfilters=2\nactivation=swish\n"  # 2
+    "[convolutional]\nfilters=4\nactivation=logistic\n"  # 3: the per-channel scales
+    "[scale_channels]\nfrom=-4\n"  # 4: layer 0 * scales
+)
+
+
+def test_scale_channels_multiplies_the_from_layer_by_per_channel_scales(tmp_path):
+    net = _net(NET.format(w=6, c=3) + SE, tmp_path)
+    assert net.info[4].output == (4, 6, 6) and net.info[4].bflops == 0
+    x = torch.randn(2, 3, 6, 6)
+    seen = {}
+    for i in (0, 3):
+        net.layers[i].register_forward_hook(lambda m, a, out, i=i: seen.__setitem__(i, out))
+    got = net(x).view(2, 4, 6, 6)
+    # scale_channels_layer.c: output[i] = input[i / (w*h)] * from_output[i]
+    ref = seen[0].flatten() * seen[3].flatten().repeat_interleave(36)
+    torch.testing.assert_close(got.flatten(), ref)
+
+
+def test_scale_channels_with_scale_wh_scales_every_position(tmp_path):
+    net = _net(
+        NET.format(w=4, c=3)
+        + "[convolutional]\nfilters=3\nactivation=linear\n"  # 0: 3x4x4
+        + "[convolutional]\nfilters=1\nactivation=logistic\n"  # 1: 1x4x4
+        + "[scale_channels]\nfrom=-2\nscale_wh=1\nactivation=relu\n",
+        tmp_path,
+    )
+    x = torch.randn(1, 3, 4, 4)
+    a, s = net.layers[0](x), net.layers[1](net.layers[0](x))
+    # input_index = i % (w*h) + (i / (c*w*h)) * (w*h): one scale per position, all channels
+    torch.testing.assert_close(net(x).view(1, 3, 4, 4), torch.relu(a * s))
+
+
+def test_scale_channels_of_the_wrong_shape_is_an_error(tmp_path):
+    # make_scale_channels_layer asserts the scales are 1x1 with the from layer's channels
+    wrong = SE.replace(
+        "[scale_channels]\nfrom=-4\n", "[conv]\nfilters=2\n[scale_channels]\nfrom=-5\n"
+    )
+    with pytest.raises(
+        DarknetCfgError, match=r"\[scale_channels\] from: .* must be 4x1x1, got 2x1x1"
+    ):
+        _net(NET.format(w=6, c=3) + wrong, tmp_path)
+
+
+@pytest.mark.parametrize(("stride", "scale"), [(2, 1.0), (3, 0.5), (-2, 1.0), (-2, 0.25)])
+def test_upsample_repeats_pixels_or_sums_blocks(tmp_path, stride, scale):
+    net = _net(NET.format(w=4, c=2) + f"[upsample]\nstride={stride}\nscale={scale}\n", tmp_path)
+    x = torch.arange(32, dtype=torch.float32).view(1, 2, 4, 4)
+    s = abs(stride)
+    out_side = 4 * s if stride > 0 else 4 // s
+    assert net.info[0].output == (2, out_side, out_side)
+    got = net(x).view(1, 2, out_side, out_side)
+    ref = torch.zeros(1, 2, out_side, out_side)
+    # upsample_cpu, literally: forward copies in[j/s][i/s] scaled; reverse adds into out[j/s][i/s]
+    for k in range(2):
+        for j in range(max(4, out_side)):
+            for i in range(max(4, out_side)):
+                if stride > 0:
+                    ref[0, k, j, i] = scale * x[0, k, j // s, i // s]
+                elif j < out_side * s and i < out_side * s:
+                    ref[0, k, j // s, i // s] += scale * x[0, k, j, i]
+    torch.testing.assert_close(got, ref)
+
+
+def test_crop_and_binary_convs_are_refused_saying_why(tmp_path):
+    with pytest.raises(DarknetCfgError, match=r":5: \[crop\]: not supported: Darknet's crop "
+                       r"layer is training-time augmentation"):  # fmt: skip
+        _net(NET.format(w=8, c=3) + "[crop]\ncrop_width=6\ncrop_height=6\nflip=1\n", tmp_path)
+    for key in ("xnor", "binary"):
+        with pytest.raises(DarknetCfgError, match=rf":7: \[convolutional\] {key}: binary "
+                           r"convolutions .* not supported"):  # fmt: skip
+            _net(NET.format(w=8, c=3) + f"[convolutional]\nsize=3\n{key}=1\n", tmp_path)
