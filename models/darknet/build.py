@@ -31,7 +31,7 @@ from models.darknet.kinds import (
     check_size,
     dropblock_options,
 )
-from models.darknet.layers import Route, Shortcut
+from models.darknet.layers import Route, ScaleChannels, Shortcut
 from models.darknet.parse import DarknetCfg, Section
 
 __all__ = ["MAX_ELEMENTS", "DarknetNet", "LayerInfo", "dropblock_options"]
@@ -127,7 +127,12 @@ class DarknetNet(nn.Module):
             shapes.append(out)
             current = out
         self.referenced = sorted(
-            {i for m in self.layers if isinstance(m, (Route, Shortcut)) for i in m.sources}
+            {
+                i
+                for m in self.layers
+                if isinstance(m, (Route, Shortcut, ScaleChannels))
+                for i in m.sources
+            }
         )
         #: Darknet's images-seen counter of a loaded ``.weights`` file (written back on save).
         self.seen = 0
@@ -139,7 +144,7 @@ class DarknetNet(nn.Module):
         for index, layer in enumerate(self.layers):
             if isinstance(layer, Route):
                 x = layer(outputs)
-            elif isinstance(layer, Shortcut):
+            elif isinstance(layer, (Shortcut, ScaleChannels)):
                 x = layer(x, outputs)
             else:
                 x = layer(x)

@@ -34,8 +34,10 @@ from models.darknet.layers import (
     GlobalAvgPool,
     MaxPoolDark,
     Route,
+    ScaleChannels,
     Shortcut,
     Softmax,
+    Upsample,
 )
 from models.darknet.parse import DarknetCfg, DarknetCfgError, Section
 
@@ -234,6 +236,15 @@ def _conv_settings(ctx: LayerContext) -> _ConvSettings:
     stride_y, stride_x = _strides(s)
     padding = size // 2 if s["pad"] else s["padding"]
     bn = 2 if s["cbn"] else s["batch_normalize"]
+    for key in ("xnor", "binary"):
+        if s[key]:
+            raise ctx.error(
+                f"binary convolutions ({key}=1) are not supported: Darknet binarizes the weights "
+                "to sign(w) * mean|w| (and with xnor=1 the inputs to +-1, summed by XNOR and "
+                "bit count), which needs a straight-through estimator to train and is not "
+                "built here; use a float conv (remove the key) or train the cfg in Darknet",
+                key,
+            )
     for key, value, ok in (
         ("filters", filters, filters >= 1),
         ("size", size, size >= 1),
@@ -253,15 +264,41 @@ def _conv_settings(ctx: LayerContext) -> _ConvSettings:
     return _ConvSettings(filters, size, (stride_y, stride_x), padding, groups, dilation, bn)
 
 
+def _dilated_padding(ctx: LayerContext, conv: _ConvSettings, out_h: int, out_w: int) -> int:
+    """The padding of the dilated conv Darknet runs: ``pad * dilation``, checked against its size.
+
+    AlexeyAB ``convolutional_layer.c``: the output size is ``(h + 2 * pad - size) / stride + 1``,
+    dilation left out, and ``forward_convolutional_layer`` calls ``im2col_cpu_ext`` with padding
+    ``l.pad * l.dilation`` and the dilation. With ``pad=1`` (``pad = size / 2``) and an odd size
+    both give the same map (a dilated 3x3 keeps the size at stride 1); where they disagree (an
+    even size, or an explicit ``padding``) Darknet's im2col fills a buffer of another size than
+    the layer's output, which no module here can reproduce: an error.
+    """
+    x, size, dilation = ctx.x, conv.size, conv.dilation
+    padding = conv.padding * dilation
+    extent = dilation * (size - 1) + 1
+    run_h = (x.h + 2 * padding - extent) // conv.stride[0] + 1
+    run_w = (x.w + 2 * padding - extent) // conv.stride[1] + 1
+    if (run_h, run_w) != (out_h, out_w):
+        raise ctx.error(
+            f"dilation={dilation} with size={size} and padding {conv.padding}: Darknet sizes the "
+            f"output {out_h}x{out_w} (dilation left out) but its im2col, padding "
+            f"{conv.padding}*{dilation}, computes {run_h}x{run_w}; only sizes where both agree "
+            "(an odd size with pad=1) are supported",
+            "dilation",
+        )
+    return padding
+
+
 @register_kind("convolutional")
 def _convolutional(ctx: LayerContext) -> tuple[nn.Module, Shape, LayerInfo]:
     x, conv = ctx.x, _conv_settings(ctx)
     size, (stride_y, stride_x), padding = conv.size, conv.stride, conv.padding
-    extent = conv.dilation * (size - 1) + 1
-    out_h = (x.h + 2 * padding - extent) // stride_y + 1
-    out_w = (x.w + 2 * padding - extent) // stride_x + 1
+    out_h = (x.h + 2 * padding - size) // stride_y + 1  # convolutional_out_height
+    out_w = (x.w + 2 * padding - size) // stride_x + 1
     if out_h < 1 or out_w < 1:
         raise ctx.error(f"a {size}x{size} window does not fit the {x.h}x{x.w} input")
+    padding = _dilated_padding(ctx, conv, out_h, out_w)
     weights = (x.c // conv.groups) * conv.filters * size * size
     out = Shape(conv.filters, out_h, out_w, flat=x.flat)
     check_size(ctx.cfg, ctx.section, weights, out)  # before anything is allocated
@@ -472,3 +509,67 @@ def _cost(ctx: LayerContext) -> tuple[nn.Module, Shape, LayerInfo]:
     out = ctx.x.like()
     detail = ctx.section["type"]
     return Cost(), out, ctx.info(out, filters=None, geometry="", bflops=0.0, detail=detail)
+
+
+@register_kind("scale_channels")
+def _scale_channels(ctx: LayerContext) -> tuple[nn.Module, Shape, LayerInfo]:
+    """``parse_scale_channels`` / ``make_scale_channels_layer``: the checks are Darknet's asserts."""
+    s, x = ctx.section, ctx.x
+    sources = ctx.sources("from")
+    if len(sources) != 1:
+        raise ctx.error(f"takes one layer (Darknet reads one), got {len(sources)}", "from")
+    source = ctx.shapes[sources[0]]
+    scale_wh = bool(s["scale_wh"])
+    if scale_wh:
+        ok, need = x.c == 1 and (x.h, x.w) == (source.h, source.w), f"1x{source.h}x{source.w}"
+    else:
+        ok, need = (x.h, x.w) == (1, 1) and x.c == source.c, f"{source.c}x1x1"
+    if not ok:
+        raise ctx.error(
+            f"scales layer {sources[0]} ({source.c}x{source.h}x{source.w}) by the previous "
+            f"output, which must be {need}, got {x.c}x{x.h}x{x.w}",
+            "from",
+        )
+    out = source.like()
+    detail = f"{sources[0]}" + (" wh" if scale_wh else "")
+    return (
+        ScaleChannels(sources[0], scale_wh, ctx.activation()),
+        out,
+        ctx.info(out, filters=None, geometry="", bflops=0.0, detail=detail),
+    )
+
+
+@register_kind("upsample")
+def _upsample(ctx: LayerContext) -> tuple[nn.Module, Shape, LayerInfo]:
+    """``make_upsample_layer``: ``stride < 0`` is reverse (``w / stride``), else ``w * stride``."""
+    s, x = ctx.section, ctx.x
+    stride, reverse = abs(s["stride"]), s["stride"] < 0
+    if stride < 1:
+        raise ctx.error("must not be 0", "stride")
+    if reverse:
+        out = Shape(x.c, x.h // stride, x.w // stride, flat=x.flat)
+        if out.h < 1 or out.w < 1:
+            raise ctx.error(f"downsampling {x.h}x{x.w} by {stride} leaves nothing", "stride")
+    else:
+        out = Shape(x.c, x.h * stride, x.w * stride, flat=x.flat)
+    check_size(ctx.cfg, s, 0, out)
+    detail = f"{'/' if reverse else 'x'}{stride}" + (
+        f" scale={s['scale']}" if s["scale"] != 1 else ""
+    )
+    return (
+        Upsample(stride, s["scale"], reverse),
+        out,
+        ctx.info(out, filters=None, geometry="", bflops=0.0, detail=detail),
+    )
+
+
+@register_kind("crop")
+def _crop(ctx: LayerContext) -> tuple[nn.Module, Shape, LayerInfo]:
+    """``[crop]`` is refused: it is data augmentation inside the network (``crop_layer.c``)."""
+    raise ctx.error(
+        "not supported: Darknet's crop layer is training-time augmentation (a random "
+        "crop_width x crop_height crop and flip, on the GPU also angle/saturation/exposure "
+        "jitter; a centre crop at test time) and rescales the input to [-1, 1] unless noadjust=1; in the harness "
+        "augmentation and input scaling belong to the data pipeline. Remove the [crop] section, "
+        "set [net] width/height to the crop size and configure the crop/flip in the data config"
+    )

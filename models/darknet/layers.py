@@ -2,7 +2,8 @@
 
 Semantics follow AlexeyAB/darknet (``src/*_layer.c``, ``blas.c``):
 
-- ``[convolutional]``: ``pad=1`` means ``padding = size // 2``; no bias when batch-normalised;
+- ``[convolutional]``: ``pad=1`` means ``padding = size // 2``, which a dilated conv applies
+  ``dilation`` times (``im2col_cpu_ext`` gets ``l.pad * l.dilation``: same size); no bias when batch-normalised;
   ``batch_normalize=2`` (or ``cbn=1``) is CmBN, the project's
   :class:`~layers.cross_iteration_bn.CrossIterationBatchNorm2d` with ``mode="cmbn"``; BN eps 1e-5
   and momentum 0.1 (Darknet's CPU rolling update ``0.9 * old + 0.1 * new``); leaky slope 0.1.
@@ -23,6 +24,13 @@ Semantics follow AlexeyAB/darknet (``src/*_layer.c``, ``blas.c``):
   :class:`~layers.drop_block.DropBlock2d` with Darknet's options (see :func:`dropblock_options`).
   Darknet's dropout works in place on the previous layer's output, so a later ``[route]`` or
   ``[shortcut]`` that reads that layer sees the dropped values; so it does here.
+- ``[scale_channels]`` (EfficientNet's squeeze-excitation, ``scale_channels_layer.c``): the
+  ``from`` layer's output times the previous output, a ``C x 1 x 1`` per-channel scale (or with
+  ``scale_wh=1`` a ``1 x H x W`` per-position scale), then the activation; the output has the
+  ``from`` layer's shape.
+- ``[upsample]`` (``upsample_layer.c``): each pixel repeated ``stride x stride`` times, times
+  ``scale``; a negative stride downsamples: each ``stride x stride`` block summed, times
+  ``scale``.
 - ``[softmax]`` and ``[cost]``: the harness's loss is cross-entropy on logits, which is
   Darknet's softmax layer's own loss, so the network returns logits (divided by the softmax
   ``temperature``) and ``[cost]`` passes them through.
@@ -45,12 +53,29 @@ __all__ = [
     "Connected",
     "Cost",
     "DarknetConv",
+    "DarknetGELU",
     "GlobalAvgPool",
     "MaxPoolDark",
     "Route",
+    "ScaleChannels",
     "Shortcut",
     "Softmax",
+    "Upsample",
 ]
+
+
+class DarknetGELU(nn.Module):
+    """Darknet's ``gelu``: the tanh approximation with Darknet's rounded constants.
+
+    AlexeyAB ``activations.h`` ``gelu_activate`` (and ``activation_kernels.cu``, the same on the
+    GPU): ``0.5 * x * (1 + tanh(0.797885 * x + 0.035677 * x^3))``. That is
+    ``nn.GELU(approximate="tanh")`` (``sqrt(2/pi) = 0.7978845608...``, ``0.044715 * sqrt(2/pi)``)
+    up to the constants' rounding, not the exact erf form, so it is written out here.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 0.5 * x * (1 + torch.tanh(0.797885 * x + 0.035677 * x.pow(3)))
+
 
 #: Darknet activation name -> module builder (``activations.c``; leaky's slope is 0.1).
 ACTIVATIONS = {
@@ -64,7 +89,7 @@ ACTIVATIONS = {
     "relu6": nn.ReLU6,
     "elu": nn.ELU,
     "selu": nn.SELU,
-    "gelu": nn.GELU,
+    "gelu": DarknetGELU,
 }
 
 #: Darknet's batch-norm numerics: eps 1e-5, rolling update 0.9 * old + 0.1 * new.
@@ -165,6 +190,40 @@ class Shortcut(nn.Module):
 
     def extra_repr(self) -> str:
         return f"from={self.sources}"
+
+
+class ScaleChannels(nn.Module):
+    """``[scale_channels]``: ``outputs[from] * x`` (x per channel, or per position), activated."""
+
+    def __init__(self, source: int, scale_wh: bool, act: nn.Module) -> None:
+        super().__init__()
+        self.sources, self.scale_wh, self.act = [source], scale_wh, act
+
+    def forward(self, x: torch.Tensor, outputs: dict[int, torch.Tensor]) -> torch.Tensor:
+        # x is (N, C, 1, 1), or (N, 1, H, W) with scale_wh: broadcasting is Darknet's indexing
+        return self.act(outputs[self.sources[0]] * x)
+
+    def extra_repr(self) -> str:
+        return f"from={self.sources[0]}, scale_wh={self.scale_wh}"
+
+
+class Upsample(nn.Module):
+    """``[upsample]``: nearest upsampling by ``stride`` times ``scale``; ``reverse`` sums blocks."""
+
+    def __init__(self, stride: int, scale: float, reverse: bool) -> None:
+        super().__init__()
+        self.stride, self.scale, self.reverse = stride, scale, reverse
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.stride
+        if self.reverse:  # upsample_cpu(..., forward=0): out[i/s] += scale * in[i]
+            n, c, h, w = x.shape
+            x = x[:, :, : h // s * s, : w // s * s]
+            return self.scale * x.reshape(n, c, h // s, s, w // s, s).sum(dim=(3, 5))
+        return self.scale * x.repeat_interleave(s, dim=2).repeat_interleave(s, dim=3)
+
+    def extra_repr(self) -> str:
+        return f"stride={'-' if self.reverse else ''}{self.stride}, scale={self.scale}"
 
 
 class MaxPoolDark(nn.Module):

@@ -7,9 +7,22 @@ whitespace removed anywhere in the line (``layers = -2`` is ``layers=-2``), ``#`
 start a comment line. Section aliases are Darknet's (``[conv]``, ``[max]``, ``[avg]``,
 ``[soft]``, ``[conn]``, ``[network]``).
 
-Where Darknet prints "Unused field" and carries on, this parser stops: an unknown section, an
-unknown key or a value of the wrong type raises one :class:`DarknetCfgError` naming the file and
-the line. Keys that Darknet knows but that do not change the network the harness builds (the
+Two rules of Darknet's own cfgs that a stricter reader would refuse, read as Darknet reads them:
+
+- A comment after a value (``filters=40 #32``): Darknet has no inline comments, but its
+  ``strip()`` (``utils.c``) drops the spaces and ``atoi``/``atof`` stop at the ``#``, so a
+  number followed by ``#...`` or ``;...`` is that number (``40``); in a comma list
+  (``parse_route``) each comma-separated part is read so. A *name* (``activation=leaky #mish``)
+  is read whole by Darknet (``get_activation`` then falls back to relu), so a name with ``#`` or
+  ``;`` in it is an error here rather than a silently different network.
+- A key given twice in a section: ``option_insert`` (``option_list.c``) appends each pair to the
+  section's list and ``option_find`` returns the first match, so the first value wins; Darknet
+  reports the later ones as "Unused field". Here each repeated key is logged once (one warning
+  naming every line, the first as the one used); the later values are not read at all.
+
+Where Darknet prints "Unused field" for an unknown key and carries on, this parser stops: an
+unknown section, an unknown key or a value of the wrong type raises one :class:`DarknetCfgError`
+naming the file and the line. Keys that Darknet knows but that do not change the network the harness builds (the
 training settings of ``[net]``, a conv layer's ``learning_rate`` multiplier, ...) are kept in
 :attr:`Section.unused`, so the caller can report them once.
 
@@ -19,6 +32,8 @@ This module imports no torch.
 from __future__ import annotations
 
 import difflib
+import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +47,8 @@ __all__ = [
     "parse_cfg_text",
 ]
 
+
+log = logging.getLogger(__name__)
 
 #: Largest cfg file read (csresnext50.cfg is 19 KB, yolov4.cfg 12 KB).
 MAX_CFG_BYTES = 1 << 20
@@ -59,6 +76,9 @@ SECTION_ALIASES = {
     "softmax": "softmax",
     "soft": "softmax",
     "cost": "cost",
+    "scale_channels": "scale_channels",
+    "upsample": "upsample",
+    "crop": "crop",
 }
 
 #: The stride keys ``[convolutional]`` and ``[maxpool]`` share (-1: take ``stride``).
@@ -89,6 +109,9 @@ _SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "activation": (str, "logistic"),
         "batch_normalize": (int, 0),
         "cbn": (int, 0),
+        # binary convs (refused by the builder, saying why)
+        "xnor": (int, 0),
+        "binary": (int, 0),
     },
     "route": {"layers": ("ints", None), "groups": (int, 1), "group_id": (int, 0)},
     "shortcut": {
@@ -122,6 +145,24 @@ _SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "noloss": (int, 0),
     },
     "cost": {"type": (str, "sse"), "scale": (float, 1.0), "ratio": (float, 0.0)},
+    # parse_scale_channels: ``from`` is one layer (atoi)
+    "scale_channels": {
+        "from": ("ints", None),
+        "scale_wh": (int, 0),
+        "activation": (str, "linear"),
+    },
+    "upsample": {"stride": (int, 2), "scale": (float, 1.0)},
+    # parse_crop (refused by the builder, saying why)
+    "crop": {
+        "crop_height": (int, 1),
+        "crop_width": (int, 1),
+        "flip": (int, 0),
+        "angle": (float, 0.0),
+        "saturation": (float, 1.0),
+        "exposure": (float, 1.0),
+        "shift": (float, 0.0),
+        "noadjust": (int, 0),
+    },
 }
 
 #: Keys Darknet reads that do not change the network built here: reported once, not an error.
@@ -150,6 +191,9 @@ _KNOWN_UNUSED: dict[str, set[str]] = {
     "avgpool": set(),
     "softmax": set(),
     "cost": set(),
+    "scale_channels": set(),
+    "upsample": set(),
+    "crop": set(),
 }  # fmt: skip
 
 
@@ -167,6 +211,8 @@ class Section:
     lines: dict[str, int] = field(default_factory=dict)
     #: Known Darknet keys that the harness does not use, as written: ``{key: text}``.
     unused: dict[str, str] = field(default_factory=dict)
+    #: Every line each key was written on, in order (the first is the one Darknet uses).
+    written: dict[str, list[int]] = field(default_factory=dict)
 
     def __getitem__(self, key: str) -> Any:
         return self.values[key]
@@ -190,9 +236,24 @@ class DarknetCfg:
         return DarknetCfgError(f"{self.path}:{section.where(key)}: {what}: {message}")
 
 
+#: A number followed by a comment: what C's ``atoi``/``atof`` read of ``40#32`` is ``40``.
+_TRAILING_COMMENT = re.compile(r"([^#;]*)[#;].*")
+
+
+def _number_text(text: str) -> str:
+    """``text`` without a ``#``/``;`` comment after the number (Darknet's atoi/atof stop there)."""
+    match = _TRAILING_COMMENT.fullmatch(text)
+    return match.group(1) if match and match.group(1) else text
+
+
 def _convert(kind: Any, text: str) -> Any:
     if kind == "ints":
-        return [int(part) for part in text.split(",") if part != ""]
+        # parse_route: atoi on each comma-separated part, so a comment ends each part's number
+        return [int(_number_text(part)) for part in text.split(",") if part != ""]
+    if kind in (int, float):
+        text = _number_text(text)
+    if kind is str and ("#" in text or ";" in text):
+        raise ValueError(text)
     if kind is int:
         # Darknet reads ints with atoi: "1.0" would be 1; accept an integral float, nothing else.
         number = float(text)
@@ -237,9 +298,9 @@ def _read_key(section: Section, line: str, at: _Line) -> None:
     key, eq, value = line.partition("=")
     if not eq or not key:
         raise at.error(f"[{section.header}]: expected key=value, got {at.raw.strip()!r}")
-    if key in section.lines or key in section.unused:
-        first = section.lines.get(key, section.line)
-        raise at.error(f"[{section.header}] {key}: given twice (first on line {first})")
+    if key in section.written:  # Darknet's option_find returns the first: later ones go unread
+        section.written[key].append(at.number)
+        return
     schema = _SCHEMA[section.kind]
     if key in schema:
         kind_of = schema[key][0]
@@ -247,7 +308,13 @@ def _read_key(section: Section, line: str, at: _Line) -> None:
             section.values[key] = _convert(kind_of, value)
         except ValueError:
             expected = {"ints": "a comma-separated list of integers", int: "an integer",
-                        float: "a number"}.get(kind_of, "a string")  # fmt: skip
+                        float: "a number"}.get(kind_of, "a name")  # fmt: skip
+            if kind_of is str:
+                raise at.error(
+                    f"[{section.header}] {key}: {value!r} holds a comment; Darknet reads a name "
+                    "whole, comment included (an unknown activation becomes relu), so remove "
+                    "the '#'/';' part"
+                ) from None
             raise at.error(
                 f"[{section.header}] {key}: expected {expected}, got {value!r}"
             ) from None
@@ -262,6 +329,20 @@ def _read_key(section: Section, line: str, at: _Line) -> None:
             f"[{section.header}]: unknown or unsupported key {key!r}; "
             f"supported: {', '.join(sorted(schema)) or '(none)'}{hint}"
         )
+    section.written[key] = [at.number]
+
+
+def _warn_repeated(section: Section, path: str) -> None:
+    """Log each key ``section`` repeats, once, with every line: Darknet uses the first."""
+    for key, numbers in section.written.items():
+        if len(numbers) > 1:
+            later = ", ".join(map(str, numbers[1:]))
+            log.warning(
+                "%s:%d: [%s] %s: given again on line%s %s; Darknet uses the first (line %d) "
+                "and ignores the rest (option_find returns the first match)",
+                path, numbers[0], section.header, key, "s" if len(numbers) > 2 else "", later,
+                numbers[0],
+            )  # fmt: skip
 
 
 def _assemble(sections: list[Section], path: str) -> DarknetCfg:
@@ -270,6 +351,7 @@ def _assemble(sections: list[Section], path: str) -> DarknetCfg:
         where = sections[0].line if sections else 1
         raise DarknetCfgError(f"{path}:{where}: a cfg must start with a [net] section")
     for section in sections:
+        _warn_repeated(section, path)
         for key, (kind_of, default) in _SCHEMA[section.kind].items():
             if key in section.values:
                 continue

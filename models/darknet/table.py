@@ -25,6 +25,9 @@ _SHORT = {
     "connected": "connected",
     "softmax": "softmax",
     "cost": "cost",
+    "scale_channels": "scale_ch",
+    "upsample": "upsample",
+    "crop": "crop",
 }
 
 

@@ -166,7 +166,6 @@ def test_unknown_key_names_the_file_and_line(tmp_path):
         ("[convolutionl]\nfilters=8\n", 6, r"unknown or unsupported section \[convolutionl\]"),
         ("[convolutional]\nsize=three\n", 7, r"size: expected an integer, got 'three'"),
         ("[convolutional]\nfilters\n", 7, r"expected key=value"),
-        ("[convolutional]\nfilters=8\nfilters=9\n", 8, r"filters: given twice \(first on line 7\)"),
         ("[route]\ngroups=2\n", 6, r"the key 'layers' is required"),
         ("[convolutional]\n[route]\nlayers=-3\n", 8, r"refers to layer -3 \(= -2\)"),
         ("[convolutional]\nactivation=leakyy\n", 7, r"activation 'leakyy' is not supported"),
