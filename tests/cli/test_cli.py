@@ -78,7 +78,20 @@ def test_single_run_prints_its_record(tmp_path, data_cache):
     assert load_record(job).status == "completed"
 
 
-@pytest.mark.parametrize("study", sorted(p.stem for p in (ROOT / "ablations").glob("*.yaml")))
+#: Studies whose tiny run adds nothing CI does not already prove more cheaply: batch_scaling is
+#: default's machinery with another sweep key; darknet_thread's composition, arms, subdivisions
+#: and placements are checked in tests/runners/config/test_darknet_thread.py, its published
+#: table in tests/reports/test_published.py. ``python -m pytest -m slow`` runs them.
+SLOW_STUDIES = {"batch_scaling", "darknet_thread"}
+
+
+@pytest.mark.parametrize(
+    "study",
+    [
+        pytest.param(name, marks=pytest.mark.slow) if name in SLOW_STUDIES else name
+        for name in sorted(p.stem for p in (ROOT / "ablations").glob("*.yaml"))
+    ],
+)
 def test_every_study_runs_at_a_tiny_budget(tmp_path, data_cache, study):
     sweep = tmp_path / study
     result = run_cli(
