@@ -8,12 +8,17 @@ of one convolution and is reported by name.
 
 from __future__ import annotations
 
+import re
+
 import torch
 from torch import nn
 
 from layers.cross_iteration_bn import CrossIterationBatchNorm2d
 
-__all__ = ["convert_to_cbn", "find_conv_bn_pairs"]
+__all__ = ["convert_to_cbn", "find_conv_bn_pairs", "other_norm_layers"]
+
+#: Class names of normalisation layers: LayerNorm, LayerNorm2d, GroupNorm, RmsNorm, GroupNormAct...
+_NORM_NAME = re.compile(r"Norm(Act)?(\dd)?$")
 
 
 def find_conv_bn_pairs(
@@ -62,12 +67,14 @@ def convert_to_cbn(
     burnin: int = 0,
     mode: str = "cbn",
     example_input: torch.Tensor | None = None,
+    keep_unbound: bool = False,
 ) -> list[str]:
     """Replace every BatchNorm2d fed by a convolution with a bound CrossIterationBatchNorm2d.
 
     Parameters, buffers (running statistics) and eps/momentum carry over; the activation and
     dropout that timm's ``BatchNormAct2d`` fuses after the norm are kept after the CBN. Raises
-    ``ValueError`` naming every BatchNorm that no convolution feeds (nothing is changed then).
+    ``ValueError`` naming every BatchNorm that no convolution feeds (nothing is changed then),
+    unless ``keep_unbound``: those stay BatchNorm (DenseNet's norms after a concatenation).
 
     Args:
         model: any module; changed in place.
@@ -82,7 +89,7 @@ def convert_to_cbn(
         example_input if example_input is not None else torch.zeros(1, 3, 64, 64, device=device)
     )
     pairs, unbound = find_conv_bn_pairs(model, example)
-    if unbound:
+    if unbound and not keep_unbound:
         raise ValueError(
             f"convert_to_cbn: no convolution feeds BatchNorm layer(s) {', '.join(unbound)}; CBN compensates in the weights of the convolution right before it"
         )
@@ -111,3 +118,14 @@ def convert_to_cbn(
         setattr(model.get_submodule(parent_path) if parent_path else model, child, replacement)
         converted.append(bn_path)
     return converted
+
+
+def other_norm_layers(model: nn.Module) -> dict[str, list[str]]:
+    """Normalisation layers that are not BatchNorm, by class name -> their paths (LayerNorm,
+    LayerNorm2d, GroupNorm, RMSNorm, InstanceNorm...): what CBN cannot replace."""
+    found: dict[str, list[str]] = {}
+    for name, module in model.named_modules():
+        kind = type(module).__name__
+        if _NORM_NAME.search(kind) and not isinstance(module, nn.modules.batchnorm._BatchNorm):
+            found.setdefault(kind, []).append(name)
+    return found

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 
 from torch import nn
 
-__all__ = ["place_in_groups"]
+__all__ = ["place_in_groups", "place_in_resnet_block"]
 
 #: Builds one regularizer module for a position; called once per position.
 LayerFactory = Callable[[], nn.Module]
@@ -33,6 +33,17 @@ def _wrap_batchnorms(
             placed.append(path)
         else:
             _wrap_batchnorms(child, path, factory, placed)
+
+
+def place_in_resnet_block(block: nn.Module, block_path: str, factory: LayerFactory) -> list[str]:
+    """After every BN of ``block`` and on its shortcut (after the projection BN, or on the
+    identity as ``block.downsample``); returns the positions' paths."""
+    placed: list[str] = []
+    _wrap_batchnorms(block, block_path, factory, placed)
+    if hasattr(block, "downsample") and block.downsample is None:
+        block.downsample = factory()
+        placed.append(f"{block_path}.downsample")
+    return placed
 
 
 def place_in_groups(
@@ -58,9 +69,5 @@ def place_in_groups(
                 f"group {group} does not exist; the backbone has groups {sorted(groups)}"
             )
         for block_name, block in groups[group].named_children():
-            block_path = f"{group_paths[group]}.{block_name}"
-            _wrap_batchnorms(block, block_path, factory, placed)
-            if hasattr(block, "downsample") and block.downsample is None:
-                block.downsample = factory()
-                placed.append(f"{block_path}.downsample")
+            placed += place_in_resnet_block(block, f"{group_paths[group]}.{block_name}", factory)
     return placed

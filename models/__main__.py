@@ -1,4 +1,7 @@
-"""``python -m models <name> [--input N] [--json]``: parameters and FLOPs of a backbone.
+"""``python -m models <name> [--input N] [--json]``: parameters, FLOPs and groups of a backbone.
+
+``<name>`` is a curated backbone (``--list``) or ``timm:<any timm model name>``, whose groups
+come from its ``feature_info`` (the blocks of each group are listed too).
 
 ``python -m models darknet:path/to/net.cfg [--input N] [--json]`` prints the cfg network's layer
 table in Darknet's style (index, type, filters, size/stride, input -> output, BFLOPs).
@@ -10,7 +13,15 @@ import argparse
 import json
 import sys
 
-from models import create_backbone, get_spec, list_backbones, measure_complexity
+from models import (
+    TIMM_PREFIX,
+    create_backbone,
+    get_spec,
+    group_blocks,
+    group_paths,
+    list_backbones,
+    measure_complexity,
+)
 
 DARKNET_PREFIX = "darknet:"
 
@@ -39,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "name",
         nargs="?",
-        help=f"one of: {', '.join(list_backbones())}; or {DARKNET_PREFIX}path/to/net.cfg",
+        help=f"one of: {', '.join(list_backbones())}; or {TIMM_PREFIX}<any timm model name>; "
+        f"or {DARKNET_PREFIX}path/to/net.cfg",
     )
     parser.add_argument(
         "--input", type=int, default=None, help="square input side in pixels (224; a cfg's own)"
@@ -54,19 +66,28 @@ def main(argv: list[str] | None = None) -> int:
     if args.list or args.name is None:
         for name in list_backbones():
             print(f"{name:14s} {get_spec(name).description}")
+        print(
+            f"\nAny timm model: {TIMM_PREFIX}<name> here, backbone=timm backbone.name=<name> in "
+            'run.py (names: python -c "import timm; print(timm.list_models())").'
+        )
         return 0
     if args.name.startswith(DARKNET_PREFIX):
         return _darknet(args.name[len(DARKNET_PREFIX) :], args)
     try:
         spec = get_spec(args.name)
-        if not spec.groups:
+        if not spec.groups and spec.locate is None:
             raise ValueError(f"backbone {spec.name!r} needs a cfg: {DARKNET_PREFIX}path/to/net.cfg")
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     args.input = args.input or 224
     args.num_classes = args.num_classes or 1000
-    model = create_backbone(spec.name, num_classes=args.num_classes)
+    try:
+        model = create_backbone(spec.name, num_classes=args.num_classes)
+    except (ValueError, TypeError, AssertionError) as err:
+        print(f"error: {spec.name}: {err}", file=sys.stderr)
+        return 2
+    paths, blocks = group_paths(model, spec.name), group_blocks(model, spec.name) or {}
     stats = measure_complexity(model, args.input)
     if args.json:
         print(
@@ -77,6 +98,10 @@ def main(argv: list[str] | None = None) -> int:
                     "params": stats.params,
                     "weight_params": stats.weight_params,
                     "flops": stats.flops,
+                    "groups": {
+                        str(g): {"path": p, **({"blocks": list(blocks[g])} if g in blocks else {})}
+                        for g, p in paths.items()
+                    },
                 }
             )
         )
@@ -87,7 +112,9 @@ def main(argv: list[str] | None = None) -> int:
             f"  conv + classifier weights: {stats.weight_params:,} ({stats.weight_params / 1e6:.2f} M, Darknet's #Parameter)"
         )
         print(f"  FLOPs:      {stats.flops:,} ({stats.flops / 1e9:.3f} GFLOPs, 2 x MACs)")
-        print(f"  groups:     {', '.join(f'{g}={p}' for g, p in spec.groups.items())}")
+        print(f"  groups:     {', '.join(f'{g}={p}' for g, p in paths.items())}")
+        for g, names in blocks.items():
+            print(f"  group {g} blocks ({len(names)}): {', '.join(names)}")
     return 0
 
 

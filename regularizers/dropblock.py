@@ -58,7 +58,7 @@ SPEC = register(
         schema=DropBlockConfig,
         order=20,
         rules=(check_keys,),
-        steps=(in_groups("dropblock", drop_block),),
+        steps=(in_groups("dropblock", drop_block, needs_maps=True),),
         places_blocks=True,
     )
 )

@@ -75,8 +75,9 @@ def _check_data_root(data: Any) -> None:
 
 def _check_memory(cfg: Any) -> None:
     from models.memory import estimate_training_memory
+    from runners.tasks.model import backbone_name
 
-    name, size = cfg.backbone.name, cfg.data.image_size
+    name, size = backbone_name(cfg), cfg.data.image_size
     mini_batch = max(1, cfg.batch // cfg.subdivisions)
     estimate = estimate_training_memory(name, size, **dict(cfg.backbone.kwargs))
     total = estimate.total_bytes(mini_batch) / 1e9
@@ -95,13 +96,43 @@ def _check_memory(cfg: Any) -> None:
     )
 
 
+def _check_placement(cfg: Any) -> None:
+    """The regularizer can be placed in this backbone: built and placed on the ``meta`` device
+    (shapes only), so a placement that cannot work (DropBlock on a ViT's tokens, CBN on a
+    LayerNorm network) is one config error before anything is written."""
+    import torch
+
+    from regularizers import registry
+    from runners.tasks.model import backbone_name, build_model
+
+    if not registry.get(cfg.regularizer.name).steps:
+        return
+    try:
+        with torch.device("meta"):
+            build_model(_without_checkpoint(cfg), num_classes=10)
+    except ValueError as err:
+        raise ConfigError(
+            f"regularizer={cfg.regularizer.name} on backbone {backbone_name(cfg)}: {err}"
+        ) from None
+
+
+def _without_checkpoint(cfg: Any) -> Any:
+    """``cfg`` with ``backbone.checkpoint`` unset: the placement check needs no weights."""
+    if not cfg.backbone.get("checkpoint"):
+        return cfg
+    copy = cfg.copy()
+    copy.backbone.checkpoint = None
+    return copy
+
+
 def _check_backbone_and_blocks(cfg: Any) -> None:
     from layers.regularizer import effective_group_settings
     from models.darknet.parse import DarknetCfgError
     from models.feature_maps import group_map_sizes
     from regularizers import registry
+    from runners.tasks.model import backbone_name
 
-    name, size = cfg.backbone.name, cfg.data.image_size
+    name, size = backbone_name(cfg), cfg.data.image_size
     try:
         maps = group_map_sizes(name, size, **dict(cfg.backbone.kwargs))
     except DarknetCfgError as err:  # the file and line of the layer at fault
@@ -109,9 +140,10 @@ def _check_backbone_and_blocks(cfg: Any) -> None:
     except Exception as err:  # whatever the builder raises, the key to fix is backbone.kwargs
         kwargs = dict(cfg.backbone.kwargs)
         raise ConfigError(
-            f"backbone {name!r} cannot be built with backbone.kwargs={kwargs} at "
+            f"backbone {cfg.backbone.name!r} cannot be built with backbone.kwargs={kwargs} at "
             f"data.image_size={size}: {type(err).__name__}: {str(err).splitlines()[0]}"
         ) from None
+    _check_placement(cfg)
     if not registry.get(cfg.regularizer.name).places_blocks:
         return
     largest = max(max(h, w) for sides in maps.values() for h, w in sides)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -308,11 +309,24 @@ def _check_data(cfg: DictConfig | Config) -> None:
 
 
 def _check_backbone(cfg: DictConfig | Config) -> None:
-    """The backbone is registered in ``models``; then its own rules, if it has any."""
-    from models import list_backbones  # the registry; imported here to keep this module light
+    """The backbone is registered in ``models`` (or its source, timm, has it); a checkpoint file
+    exists; then the backbone's own rules, if it has any."""
+    # the registry; imported here to keep this module light
+    from models import backbone_id, backbone_sources, get_spec, list_backbones
 
-    _one_of("backbone.name", cfg.backbone.name, list_backbones())
-    rules = BACKBONE_RULES.get(cfg.backbone.name)
+    source = cfg.backbone.source
+    _one_of("backbone.source", source, backbone_sources())
+    if source == "registry":
+        _one_of("backbone.name", cfg.backbone.name, list_backbones())
+    else:
+        try:
+            get_spec(backbone_id(cfg.backbone.name, source))
+        except ValueError as err:
+            raise ConfigError(f"backbone.name: {err}") from None
+    checkpoint = cfg.backbone.checkpoint
+    if checkpoint is not None and not Path(str(checkpoint)).expanduser().is_file():
+        raise ConfigError(f"backbone.checkpoint: {checkpoint} is not a file")
+    rules = BACKBONE_RULES.get(cfg.backbone.name) if source == "registry" else None
     if rules is not None:
         rules(cfg)
 

@@ -15,6 +15,7 @@ tab completion.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -85,6 +86,9 @@ REPORT_METRICS = (
 HASH_EXCLUDED_KEYS = ("logger", "report", "study", "checkpoint", "divergence", "force")
 #: Limits on untrusted input (docs/ROBUSTNESS.md): they decide whether a run may start, never
 #: what it computes, so they stay out of the hash too (and raising one keeps completed runs).
+#: Keys added after runs were recorded: at these values they stay out of the hash, so a record
+#: made before the key existed keeps its hash (and is not taken for stale).
+HASH_OMITTED_AT_DEFAULT = (("backbone", "source", "registry"), ("backbone", "checkpoint", None))
 HASH_EXCLUDED_LIMITS = (
     ("data", "max_annotation_mb"),
     ("data", "max_image_pixels"),
@@ -267,10 +271,16 @@ OPTION_SCHEMAS: dict[str, dict[str, type]] = {"task": TASK_SCHEMAS, "data": DATA
 
 @dataclass
 class BackboneConfig:
-    """A backbone from the ``models`` registry; ``kwargs`` go to its builder."""
+    """A backbone from the ``models`` registry (or any timm model); ``kwargs`` go to its builder."""
 
     name: str = MISSING
     kwargs: dict[str, Any] = field(default_factory=dict)
+    #: Where ``name`` is looked up: ``registry`` (the curated backbones, ``python -m models
+    #: --list``) or ``timm`` (any timm model: ``backbone=timm backbone.name=convnext_atto``).
+    source: str = "registry"
+    #: Local pretrained weights (``.safetensors``, or a PyTorch file read with
+    #: ``weights_only=True``) loaded before the regularizer is placed; never downloaded.
+    checkpoint: str | None = None
     #: The Darknet .cfg file of ``backbone=darknet`` (docs/DARKNET.md); unused otherwise.
     cfg: str | None = None
     #: Largest training-memory estimate allowed, in GB: fp32 weights, gradients and momentum
@@ -439,20 +449,47 @@ def resolved_container(cfg: DictConfig) -> dict[str, Any]:
     return container
 
 
+def _get(container: dict[str, Any], group: str, key: str) -> object:
+    node = container.get(group)
+    return node.get(key, "<absent>") if isinstance(node, dict) else "<absent>"
+
+
+def _file_sha256(path: str | None) -> str | None:
+    """SHA-256 of a config-named file (None if unset or not a file), cached by size and mtime."""
+    if not path or not Path(path).expanduser().is_file():
+        return None
+    stat = Path(path).expanduser().stat()
+    return _sha256_of(str(Path(path).expanduser().resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _sha256_of(path: str, _size: int, _mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def config_hash(cfg: DictConfig | dict[str, Any]) -> str:
     """SHA-256 (first 16 hex) of the resolved config, minus keys that do not change the result.
 
-    A Darknet cfg file is part of the config by content, not only by path: editing the file in
-    place gives a new hash (so earlier runs become stale instead of silently mixing in).
+    A Darknet cfg file and a checkpoint file are part of the config by content, not only by
+    path: editing the file in place gives a new hash (so earlier runs become stale instead of
+    silently mixing in).
     """
     container = cfg if isinstance(cfg, dict) else resolved_container(cfg)
     relevant = {k: v for k, v in container.items() if k not in HASH_EXCLUDED_KEYS}
-    for group, key in HASH_EXCLUDED_LIMITS:
+    omitted = [
+        (g, k) for g, k, default in HASH_OMITTED_AT_DEFAULT if _get(relevant, g, k) == default
+    ]
+    for group, key in [*HASH_EXCLUDED_LIMITS, *omitted]:
         if isinstance(relevant.get(group), dict) and key in relevant[group]:
             relevant[group] = {k: v for k, v in relevant[group].items() if k != key}
-    cfg_file = (container.get("backbone") or {}).get("cfg")
-    if cfg_file and Path(cfg_file).expanduser().is_file():
-        content = Path(cfg_file).expanduser().read_bytes()
-        relevant["backbone_cfg_sha256"] = hashlib.sha256(content).hexdigest()
+    backbone = container.get("backbone") or {}
+    for key in ("cfg", "checkpoint"):  # files that are part of the config by content
+        digest = _file_sha256(backbone.get(key))
+        if digest:
+            relevant[f"backbone_{key}_sha256"] = digest
     blob = json.dumps(relevant, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

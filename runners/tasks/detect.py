@@ -52,14 +52,14 @@ def evaluate_detector(
 
 def build_detection(cfg: Any, device: torch.device) -> TaskParts:
     """RetinaNet over ``cfg.backbone`` (regularizer placed in it) on the COCO-layout ``cfg.data``."""
-    from runners.tasks.model import build_model
+    from runners.tasks.model import backbone_name, build_model
 
     data = build_detection_data(cfg.data, cfg.batch, cfg.seed, pin_memory=device.type == "cuda")
     data = distributed.shard_loaders(data, cfg.seed)  # this process's shards under torchrun
     backbone, placements = build_model(cfg, num_classes=len(data.classes))
     model = build_retinanet(
         backbone,
-        cfg.backbone.name,
+        backbone_name(cfg),
         num_classes=len(data.classes),
         image_size=cfg.data.image_size,
         fpn_channels=cfg.task.fpn_channels,

@@ -1,27 +1,56 @@
-"""The network a task trains: a registered backbone with the regularizer placed in its groups."""
+"""The network a task trains: a registered backbone (or any timm model), local pretrained weights
+if given, and the regularizer placed in its groups."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from torch import nn
 
-from models import create_backbone, group_modules, group_paths
+from models import backbone_id, create_backbone, group_blocks, group_modules, group_paths
 from regularizers.placement import apply_regularizer
 
-__all__ = ["build_model"]
+__all__ = ["backbone_name", "build_model"]
+
+log = logging.getLogger(__name__)
+
+
+def backbone_name(cfg: Any) -> str:
+    """The registry name of ``cfg.backbone``: ``resnet50``, or ``timm:convnext_atto`` for
+    ``backbone=timm backbone.name=convnext_atto``."""
+    return backbone_id(cfg.backbone.name, cfg.backbone.get("source", "registry"))
 
 
 def build_model(cfg: Any, num_classes: int) -> tuple[nn.Module, list[str]]:
-    """The backbone with the regularizer placed in its groups; returns it and the placements."""
-    model = create_backbone(cfg.backbone.name, num_classes=num_classes, **dict(cfg.backbone.kwargs))
+    """The backbone with the regularizer placed in its groups; returns it and the placements.
+
+    ``backbone.checkpoint`` is loaded before anything is placed, so its keys are the network's
+    own (a DropBlock wrapper would rename them)."""
+    name = backbone_name(cfg)
+    model = create_backbone(name, num_classes=num_classes, **dict(cfg.backbone.kwargs))
+    if cfg.backbone.get("checkpoint"):
+        from models.checkpoint import load_checkpoint
+
+        report = load_checkpoint(model, str(cfg.backbone.checkpoint))
+        log.info(
+            "backbone.checkpoint: %d tensors from %s%s", report.loaded, report.path,
+            f"; re-initialised for {num_classes} classes: {', '.join(report.reinitialised)}"
+            if report.reinitialised else "",
+        )  # fmt: skip
     reg = cfg.regularizer
     # The regularizer's own keys (its schema's: DropBlock's scope, ..., CBN's window, ...).
     options = {key: reg[key] for key in reg if key not in ("name", "groups")}
     # The group map comes from the model registry; the placement itself knows no backbone.
-    name = cfg.backbone.name
     groups, paths = group_modules(model, name), group_paths(model, name)
     placements = apply_regularizer(
-        model, groups, paths, reg.name, reg.groups, options, input_size=cfg.data.image_size
+        model,
+        groups,
+        paths,
+        reg.name,
+        reg.groups,
+        options,
+        input_size=cfg.data.image_size,
+        group_blocks=group_blocks(model, name),
     )
     return model, placements
