@@ -193,7 +193,7 @@ def load_checkpoint(
             for kind, items in (
                 ("missing", missing),
                 ("unexpected", unexpected),
-                ("shape mismatches", mismatched),
+                ("mis-shaped", mismatched),
             )
             if items
         ]

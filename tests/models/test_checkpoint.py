@@ -113,7 +113,7 @@ def test_shape_mismatch_outside_the_classifier_is_an_error(tmp_path):
     with pytest.raises(CheckpointError) as excinfo:
         load_checkpoint(target, path, classifier="fc")
     message = _one_line_error(excinfo, path)
-    assert "1 shape mismatches (conv1.weight: file [64, 3, 3, 3] vs model [64, 3, 7, 7])" in message
+    assert "1 mis-shaped (conv1.weight: file [64, 3, 3, 3] vs model [64, 3, 7, 7])" in message
     assert "missing" not in message and "unexpected" not in message
     _assert_same(target.state_dict(), before)
 
