@@ -160,19 +160,12 @@ def _shape(tensor: torch.Tensor) -> str:
     return str(list(tensor.shape))
 
 
-def load_checkpoint(
+def fit_checkpoint(
     model: nn.Module, path: str | Path, classifier: str | tuple[str, ...] | None = None
-) -> LoadReport:
-    """Load the file's tensors into ``model``, strict on names and shapes, before regularizers.
-
-    ``classifier`` is the classifier's dotted module path (timm's
-    ``model.pretrained_cfg["classifier"]``: "fc", "head.fc", ...); None takes it from the model's
-    ``pretrained_cfg`` when there is one. Classifier keys whose shapes differ from the file's are
-    left initialised and listed in :attr:`LoadReport.reinitialised`. Any other missing key (but
-    ``num_batches_tracked``, which older files lack), unexpected key or shape mismatch is one
-    :class:`CheckpointError` listing them all with counts. Buffers (BatchNorm statistics) are
-    loaded too; dtypes are converted to the model's.
-    """
+) -> tuple[dict[str, torch.Tensor], tuple[str, ...]]:
+    """The file's tensors that ``model`` takes, and the classifier keys left initialised; any
+    other missing, unexpected or mis-shaped key is one :class:`CheckpointError` (see
+    :func:`load_checkpoint`). Copies nothing, so it also checks a ``meta``-device model."""
     path = Path(path)
     state = read_state_dict(path)
     expected = model.state_dict()
@@ -198,11 +191,28 @@ def load_checkpoint(
             if items
         ]
         raise CheckpointError(f"{path}: does not fit {type(model).__name__}: {'; '.join(problems)}")
-    filtered = {k: v for k, v in state.items() if k not in reinitialised}
+    return {k: v for k, v in state.items() if k not in reinitialised}, tuple(reinitialised)
+
+
+def load_checkpoint(
+    model: nn.Module, path: str | Path, classifier: str | tuple[str, ...] | None = None
+) -> LoadReport:
+    """Load the file's tensors into ``model``, strict on names and shapes, before regularizers.
+
+    ``classifier`` is the classifier's dotted module path (timm's
+    ``model.pretrained_cfg["classifier"]``: "fc", "head.fc", ...); None takes it from the model's
+    ``pretrained_cfg`` when there is one. Classifier keys whose shapes differ from the file's are
+    left initialised and listed in :attr:`LoadReport.reinitialised`. Any other missing key (but
+    ``num_batches_tracked``, which older files lack), unexpected key or shape mismatch is one
+    :class:`CheckpointError` listing them all with counts. Buffers (BatchNorm statistics) are
+    loaded too; dtypes are converted to the model's.
+    """
+    path = Path(path)
+    filtered, reinitialised = fit_checkpoint(model, path, classifier)
     try:  # names and shapes fit (checked above); copy_ converts dtypes
         model.load_state_dict(filtered, strict=False)
     except RuntimeError as err:
         raise CheckpointError(
             f"{path}: could not copy into {type(model).__name__} ({_one_line(str(err))[:200]})"
         ) from err
-    return LoadReport(path=path, loaded=len(filtered), reinitialised=tuple(reinitialised))
+    return LoadReport(path=path, loaded=len(filtered), reinitialised=reinitialised)

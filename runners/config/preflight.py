@@ -4,7 +4,8 @@
 that need more than the config: interpolations resolve, the requested device exists, the data
 is there and usable (an ImageFolder split lists classes and images without a symlink loop,
 ``runners.data.image_folder``; a COCO annotation file passes ``runners.data.coco_validate``), the backbone
-accepts its ``kwargs`` (a Darknet cfg its sane-value checks), its training-memory estimate is
+accepts its ``kwargs`` (a Darknet cfg its sane-value checks), the regularizer can be placed in
+it (built on the ``meta`` device), a ``backbone.checkpoint`` fits it, its training-memory estimate is
 within ``backbone.max_memory_gb`` (``models.memory``), and no DropBlock block is larger than
 every feature map of the backbone. A block larger only than the maps of its own group is
 clamped by the layer (SpatialDropout, as the paper's block 7 on 7x7 maps) and logged. Each failure is a :class:`ConfigError` with one line
@@ -116,6 +117,25 @@ def _check_placement(cfg: Any) -> None:
         ) from None
 
 
+def _check_checkpoint(cfg: Any) -> None:
+    """``backbone.checkpoint`` fits the backbone (names and shapes; a classifier of other classes
+    is re-initialised at run time), checked on a ``meta``-device model before anything is written."""
+    import torch
+
+    from models import create_backbone
+    from models.checkpoint import CheckpointError, fit_checkpoint
+    from runners.tasks.model import backbone_name
+
+    if not cfg.backbone.get("checkpoint"):
+        return
+    with torch.device("meta"):
+        model = create_backbone(backbone_name(cfg), num_classes=10, **dict(cfg.backbone.kwargs))
+    try:
+        fit_checkpoint(model, str(cfg.backbone.checkpoint))
+    except CheckpointError as err:
+        raise ConfigError(f"backbone.checkpoint: {err}") from None
+
+
 def _without_checkpoint(cfg: Any) -> Any:
     """``cfg`` with ``backbone.checkpoint`` unset: the placement check needs no weights."""
     if not cfg.backbone.get("checkpoint"):
@@ -187,6 +207,7 @@ def preflight(cfg: DictConfig) -> None:
         raise ConfigError(f"device: {err}") from None
     _check_data_root(cfg.data)
     _check_backbone_and_blocks(cfg)
+    _check_checkpoint(cfg)
     _check_memory(cfg)
 
 
