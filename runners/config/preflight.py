@@ -76,11 +76,11 @@ def _check_data_root(data: Any) -> None:
 
 def _check_memory(cfg: Any) -> None:
     from models.memory import estimate_training_memory
-    from runners.tasks.model import backbone_name
+    from runners.tasks.model import backbone_kwargs, backbone_name
 
     name, size = backbone_name(cfg), cfg.data.image_size
     mini_batch = max(1, cfg.batch // cfg.subdivisions)
-    estimate = estimate_training_memory(name, size, **dict(cfg.backbone.kwargs))
+    estimate = estimate_training_memory(name, size, **backbone_kwargs(cfg))
     total = estimate.total_bytes(mini_batch) / 1e9
     limit = cfg.backbone.max_memory_gb
     if total <= limit:
@@ -124,12 +124,12 @@ def _check_checkpoint(cfg: Any) -> None:
 
     from models import create_backbone
     from models.checkpoint import CheckpointError, fit_checkpoint
-    from runners.tasks.model import backbone_name
+    from runners.tasks.model import backbone_kwargs, backbone_name
 
     if not cfg.backbone.get("checkpoint"):
         return
     with torch.device("meta"):
-        model = create_backbone(backbone_name(cfg), num_classes=10, **dict(cfg.backbone.kwargs))
+        model = create_backbone(backbone_name(cfg), num_classes=10, **backbone_kwargs(cfg))
     try:
         fit_checkpoint(model, str(cfg.backbone.checkpoint))
     except CheckpointError as err:
@@ -150,15 +150,15 @@ def _check_backbone_and_blocks(cfg: Any) -> None:
     from models.darknet.parse import DarknetCfgError
     from models.feature_maps import group_map_sizes
     from regularizers import registry
-    from runners.tasks.model import backbone_name
+    from runners.tasks.model import backbone_kwargs, backbone_name
 
     name, size = backbone_name(cfg), cfg.data.image_size
     try:
-        maps = group_map_sizes(name, size, **dict(cfg.backbone.kwargs))
+        maps = group_map_sizes(name, size, **backbone_kwargs(cfg))
     except DarknetCfgError as err:  # the file and line of the layer at fault
         raise ConfigError(f"backbone.cfg: {err}") from None
     except Exception as err:  # whatever the builder raises, the key to fix is backbone.kwargs
-        kwargs = dict(cfg.backbone.kwargs)
+        kwargs = backbone_kwargs(cfg)
         raise ConfigError(
             f"backbone {cfg.backbone.name!r} cannot be built with backbone.kwargs={kwargs} at "
             f"data.image_size={size}: {type(err).__name__}: {str(err).splitlines()[0]}"

@@ -6,12 +6,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from omegaconf import OmegaConf
 from torch import nn
 
 from models import backbone_id, create_backbone, group_blocks, group_modules, group_paths
 from regularizers.placement import apply_regularizer
 
-__all__ = ["backbone_name", "build_model"]
+__all__ = ["backbone_kwargs", "backbone_name", "build_model"]
 
 log = logging.getLogger(__name__)
 
@@ -22,13 +23,27 @@ def backbone_name(cfg: Any) -> str:
     return backbone_id(cfg.backbone.name, cfg.backbone.get("source", "registry"))
 
 
+def _frozen(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        return tuple(_frozen(v) for v in value)
+    return value
+
+
+def backbone_kwargs(cfg: Any) -> dict[str, Any]:
+    """``backbone.kwargs`` as plain Python, lists as tuples (timm's ``depths=(1, 1, 1, 1)``;
+    hashable, so the feature-map measurement can cache on them)."""
+    kwargs = cfg.backbone.kwargs
+    plain = OmegaConf.to_container(kwargs, resolve=True) if OmegaConf.is_config(kwargs) else kwargs
+    return {key: _frozen(value) for key, value in dict(plain).items()}
+
+
 def build_model(cfg: Any, num_classes: int) -> tuple[nn.Module, list[str]]:
     """The backbone with the regularizer placed in its groups; returns it and the placements.
 
     ``backbone.checkpoint`` is loaded before anything is placed, so its keys are the network's
     own (a DropBlock wrapper would rename them)."""
     name = backbone_name(cfg)
-    model = create_backbone(name, num_classes=num_classes, **dict(cfg.backbone.kwargs))
+    model = create_backbone(name, num_classes=num_classes, **backbone_kwargs(cfg))
     if cfg.backbone.get("checkpoint"):
         from models.checkpoint import load_checkpoint
 
