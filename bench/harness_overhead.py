@@ -30,12 +30,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from hydra import compose, initialize_config_dir
 
 from runners.config import register_configs
+from runners.config.network import build_model
 from runners.data.loaders import build_data
 from runners.engine.hooks import ProgressHook, ScheduleHook
 from runners.engine.loop import classification_loss
 from runners.engine.optim import build_optimizer, lr_at, scaled_lr
 from runners.engine.trainer import StepSettings, Trainer
-from runners.tasks.model import build_model
 from runners.tracking.progress import EpochProgress
 from runners.training import seed_everything
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 from models import (
     TIMM_PREFIX,
@@ -45,7 +46,7 @@ def _darknet(path: str, args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m models", description=__doc__)
     parser.add_argument(
         "name",
@@ -61,16 +62,53 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", action="store_true", help="emit JSON instead of text")
     parser.add_argument("--list", action="store_true", help="list the registered backbones")
-    args = parser.parse_args(argv)
+    return parser
 
-    if args.list or args.name is None:
-        for name in list_backbones():
-            print(f"{name:14s} {get_spec(name).description}")
+
+def _list() -> int:
+    for name in list_backbones():
+        print(f"{name:14s} {get_spec(name).description}")
+    print(
+        f"\nAny timm model: {TIMM_PREFIX}<name> here, backbone=timm backbone.name=<name> in "
+        'run.py (names: python -c "import timm; print(timm.list_models())").'
+    )
+    return 0
+
+
+def _report(name: str, args: argparse.Namespace, stats: Any, layout: tuple[dict, dict]) -> None:
+    paths, blocks = layout
+    if args.json:
+        groups = {
+            str(g): {"path": p, **({"blocks": list(blocks[g])} if g in blocks else {})}
+            for g, p in paths.items()
+        }
+        fields = ("params", "weight_params", "flops")
         print(
-            f"\nAny timm model: {TIMM_PREFIX}<name> here, backbone=timm backbone.name=<name> in "
-            'run.py (names: python -c "import timm; print(timm.list_models())").'
+            json.dumps(
+                {
+                    "name": name,
+                    "input": args.input,
+                    **{f: getattr(stats, f) for f in fields},
+                    "groups": groups,
+                }
+            )
         )
-        return 0
+        return
+    print(f"{name} @ {args.input}x{args.input}, {args.num_classes} classes")
+    print(f"  parameters: {stats.params:,} ({stats.params / 1e6:.2f} M)")
+    print(
+        f"  conv + classifier weights: {stats.weight_params:,} ({stats.weight_params / 1e6:.2f} M, Darknet's #Parameter)"
+    )
+    print(f"  FLOPs:      {stats.flops:,} ({stats.flops / 1e9:.3f} GFLOPs, 2 x MACs)")
+    print(f"  groups:     {', '.join(f'{g}={p}' for g, p in paths.items())}")
+    for g, names in blocks.items():
+        print(f"  group {g} blocks ({len(names)}): {', '.join(names)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.list or args.name is None:
+        return _list()
     if args.name.startswith(DARKNET_PREFIX):
         return _darknet(args.name[len(DARKNET_PREFIX) :], args)
     try:
@@ -84,37 +122,13 @@ def main(argv: list[str] | None = None) -> int:
     args.num_classes = args.num_classes or 1000
     try:
         model = create_backbone(spec.name, num_classes=args.num_classes)
-    except (ValueError, TypeError, AssertionError) as err:
-        print(f"error: {spec.name}: {err}", file=sys.stderr)
+        layout = group_paths(model, spec.name), group_blocks(model, spec.name) or {}
+        stats = measure_complexity(model, args.input)
+    except (ValueError, TypeError, AssertionError, RuntimeError) as err:
+        # a timm model fixed to one input size (a ViT at another --input) says so here
+        print(f"error: {spec.name} at --input {args.input}: {err}", file=sys.stderr)
         return 2
-    paths, blocks = group_paths(model, spec.name), group_blocks(model, spec.name) or {}
-    stats = measure_complexity(model, args.input)
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "name": spec.name,
-                    "input": args.input,
-                    "params": stats.params,
-                    "weight_params": stats.weight_params,
-                    "flops": stats.flops,
-                    "groups": {
-                        str(g): {"path": p, **({"blocks": list(blocks[g])} if g in blocks else {})}
-                        for g, p in paths.items()
-                    },
-                }
-            )
-        )
-    else:
-        print(f"{spec.name} @ {args.input}x{args.input}, {args.num_classes} classes")
-        print(f"  parameters: {stats.params:,} ({stats.params / 1e6:.2f} M)")
-        print(
-            f"  conv + classifier weights: {stats.weight_params:,} ({stats.weight_params / 1e6:.2f} M, Darknet's #Parameter)"
-        )
-        print(f"  FLOPs:      {stats.flops:,} ({stats.flops / 1e9:.3f} GFLOPs, 2 x MACs)")
-        print(f"  groups:     {', '.join(f'{g}={p}' for g, p in paths.items())}")
-        for g, names in blocks.items():
-            print(f"  group {g} blocks ({len(names)}): {', '.join(names)}")
+    _report(spec.name, args, stats, layout)
     return 0
 
 

@@ -55,7 +55,13 @@ def create_timm_backbone(model_name: str, num_classes: int, **kwargs: object) ->
     import timm
 
     check_model_name(model_name)
-    kwargs.pop("pretrained", None)  # never downloads, whatever a kwargs override says
+    for key in ("pretrained", "checkpoint_path", "pretrained_cfg_overlay"):
+        if kwargs.get(key):
+            raise ValueError(
+                f"backbone.kwargs.{key}: the harness never downloads weights nor lets timm load "
+                "a file unchecked; give local weights as backbone.checkpoint=<file>"
+            )
+    kwargs.pop("pretrained", None)
     model = timm.create_model(model_name, pretrained=False, num_classes=num_classes, **kwargs)
     if not getattr(model, "feature_info", None):
         raise ValueError(

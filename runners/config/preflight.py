@@ -76,7 +76,7 @@ def _check_data_root(data: Any) -> None:
 
 def _check_memory(cfg: Any) -> None:
     from models.memory import estimate_training_memory
-    from runners.tasks.model import backbone_kwargs, backbone_name
+    from runners.config.network import backbone_kwargs, backbone_name
 
     name, size = backbone_name(cfg), cfg.data.image_size
     mini_batch = max(1, cfg.batch // cfg.subdivisions)
@@ -104,7 +104,7 @@ def _check_placement(cfg: Any) -> None:
     import torch
 
     from regularizers import registry
-    from runners.tasks.model import backbone_name, build_model
+    from runners.config.network import backbone_name, build_model
 
     if not registry.get(cfg.regularizer.name).steps:
         return
@@ -124,7 +124,7 @@ def _check_checkpoint(cfg: Any) -> None:
 
     from models import create_backbone
     from models.checkpoint import CheckpointError, fit_checkpoint
-    from runners.tasks.model import backbone_kwargs, backbone_name
+    from runners.config.network import backbone_kwargs, backbone_name
 
     if not cfg.backbone.get("checkpoint"):
         return
@@ -150,7 +150,7 @@ def _check_backbone_and_blocks(cfg: Any) -> None:
     from models.darknet.parse import DarknetCfgError
     from models.feature_maps import group_map_sizes
     from regularizers import registry
-    from runners.tasks.model import backbone_kwargs, backbone_name
+    from runners.config.network import backbone_kwargs, backbone_name
 
     name, size = backbone_name(cfg), cfg.data.image_size
     try:

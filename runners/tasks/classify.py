@@ -72,7 +72,7 @@ def evaluate_with_train(
 
 def build_classification(cfg: Any, device: torch.device) -> TaskParts:
     """The classifier (backbone + regularizer) on the ImageFolder data of ``cfg.data``."""
-    from runners.tasks.model import build_model
+    from runners.config.network import build_model
 
     data = build_data(
         cfg.data,

@@ -52,7 +52,7 @@ def evaluate_detector(
 
 def build_detection(cfg: Any, device: torch.device) -> TaskParts:
     """RetinaNet over ``cfg.backbone`` (regularizer placed in it) on the COCO-layout ``cfg.data``."""
-    from runners.tasks.model import backbone_name, build_model
+    from runners.config.network import backbone_name, build_model
 
     data = build_detection_data(cfg.data, cfg.batch, cfg.seed, pin_memory=device.type == "cuda")
     data = distributed.shard_loaders(data, cfg.seed)  # this process's shards under torchrun

@@ -7,8 +7,8 @@ import torch
 
 from layers.drop_block import DropBlock2d
 from layers.schedule import ramp_factor, set_schedule_step
+from runners.config.network import build_model
 from runners.job import JobContext, run_job
-from runners.tasks.model import build_model
 
 
 def test_linear_ramp_spans_the_whole_run():

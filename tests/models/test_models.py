@@ -110,7 +110,7 @@ def test_models_cli_prints_params_and_flops(capsys):
 
 def test_dropblock_is_placed_like_dropout_with_per_group_settings(make_cfg):
     from layers.drop_block import DropBlock2d
-    from runners.tasks.model import build_model
+    from runners.config.network import build_model
 
     cfg = make_cfg(
         "backbone=resnet50", "regularizer=dropblock", "regularizer.groups.4.block_size=5"
@@ -129,7 +129,7 @@ def test_dropblock_is_placed_like_dropout_with_per_group_settings(make_cfg):
 def test_darknet_aliases_map_onto_dropblock(make_cfg):
     from layers.drop_block import DropBlock2d
     from runners.config import validate
-    from runners.tasks.model import build_model
+    from runners.config.network import build_model
 
     cfg = make_cfg(
         "regularizer=dropblock",
@@ -152,7 +152,7 @@ def test_darknet_aliases_map_onto_dropblock(make_cfg):
 def test_regularizer_options_reach_the_layers(make_cfg):
     from layers.cross_iteration_bn import CrossIterationBatchNorm2d
     from layers.drop_block import DropBlock2d
-    from runners.tasks.model import build_model
+    from runners.config.network import build_model
 
     cfg = make_cfg(
         "regularizer=dropblock_cbn",

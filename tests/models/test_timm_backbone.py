@@ -11,10 +11,10 @@ from safetensors.torch import save_file
 from models import create_backbone, group_blocks, group_paths
 from models.__main__ import main as models_main
 from runners.config import ConfigError
+from runners.config.network import build_model
 from runners.config.preflight import compose
 from runners.config.schema import config_hash, resolved_container
 from runners.core.record import load_record
-from runners.tasks.model import build_model
 from tests.conftest import TINY
 
 #: family -> (timm name, small kwargs, group paths, blocks per group): built small so every test
@@ -198,6 +198,10 @@ def test_unknown_timm_names_and_sources_are_config_errors():
         compose(["backbone=timm", "backbone.name=resnet5O"])
     with pytest.raises(ConfigError, match=r"backbone.name: Missing mandatory value"):
         compose(["backbone=timm"])
+    with pytest.raises(
+        ConfigError, match=r"backbone.kwargs.pretrained: the harness never downloads"
+    ):
+        compose(["backbone=timm", "backbone.name=resnet18", "+backbone.kwargs.pretrained=true"])
     with pytest.raises(ConfigError, match=r"backbone.source must be one of registry, timm"):
         compose(["backbone=tinyresnet", "backbone.source=hub"])
 

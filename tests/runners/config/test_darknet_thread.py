@@ -15,8 +15,8 @@ from hydra import initialize_config_dir
 from layers.cross_iteration_bn import CrossIterationBatchNorm2d
 from layers.drop_block import DropBlock2d
 from models import group_paths
+from runners.config.network import build_model
 from runners.config.preflight import CONF_DIR, compose
-from runners.tasks.model import build_model
 
 ARMS = ("none", "dropblock", "cbn", "dropblock_cbn")
 ROOT = Path(__file__).resolve().parents[3]

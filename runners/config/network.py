@@ -1,5 +1,6 @@
-"""The network a task trains: a registered backbone (or any timm model), local pretrained weights
-if given, and the regularizer placed in its groups."""
+"""The network a config describes: a registered backbone (or any timm model), local pretrained
+weights if given, and the regularizer placed in its groups (built by the tasks, and on the
+``meta`` device by preflight to check the placement)."""
 
 from __future__ import annotations
 
