@@ -25,6 +25,7 @@ from torch import nn
 
 from layers.cbn_convert import find_conv_bn_pairs
 from layers.placement import place_in_resnet_block
+from layers.tracing import traced_forward
 
 __all__ = ["block_output_shapes", "is_resnet_block", "place_after_blocks"]
 
@@ -50,15 +51,7 @@ def block_output_shapes(
             shapes[path] = tuple(out.shape) if isinstance(out, torch.Tensor) else None
 
         hooks.append(model.get_submodule(path).register_forward_hook(record))
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(example_input)
-    finally:
-        model.train(was_training)
-        for hook in hooks:
-            hook.remove()
+    traced_forward(model, example_input, hooks)
     return shapes
 
 

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from layers.cross_iteration_bn import CrossIterationBatchNorm2d
+from layers.tracing import traced_forward
 
 __all__ = ["convert_to_cbn", "find_conv_bn_pairs", "other_norm_layers"]
 
@@ -46,15 +47,7 @@ def find_conv_bn_pairs(
             hooks.append(module.register_forward_hook(on_conv))
         elif isinstance(module, nn.BatchNorm2d):
             hooks.append(module.register_forward_pre_hook(on_bn))
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(example_input)
-    finally:
-        model.train(was_training)
-        for hook in hooks:
-            hook.remove()
+    traced_forward(model, example_input, hooks)
     all_bns = [name for name, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)]
     pairs = {bn: feeds[bn] for bn in all_bns if feeds.get(bn)}
     unbound = [bn for bn in all_bns if not feeds.get(bn)]
