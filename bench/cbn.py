@@ -70,6 +70,29 @@ def measure(
     return Timing(statistics.median(samples), len(samples), iters), peak
 
 
+def bn_vs_cbn(
+    x: torch.Tensor,
+    depth: int,
+    window: int,
+    warmup: int,
+    iters: int,
+    deadline: float | None = None,
+) -> tuple[tuple[Timing, float | None], tuple[Timing, float | None]]:
+    """:func:`measure` of a BN stack and of the same stack converted to CBN (``window``), one
+    after the other from the same initial weights; half the time to ``deadline`` each."""
+    channels = x.shape[1]
+    half = None if deadline is None else time.monotonic() + (deadline - time.monotonic()) / 2
+    torch.manual_seed(0)
+    bn_model = stack(channels, depth).to(x.device)
+    bn = measure(bn_model, x, warmup, iters, half)
+    del bn_model
+    torch.manual_seed(0)
+    cbn_model = stack(channels, depth).to(x.device)
+    convert_to_cbn(cbn_model, window=window, example_input=x[:1])
+    cbn = measure(cbn_model, x, warmup, iters, deadline)
+    return bn, cbn
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -95,17 +118,10 @@ def main() -> None:
     for n, c, hw in QUICK_SHAPES if args.quick else SHAPES:
         x = torch.randn(n, c, hw, hw, device=device)
         for window in (2, 4):
-            torch.manual_seed(0)
-            bn_model = stack(c, args.depth).to(device)
-            bn_time, bn_peak = measure(bn_model, x, args.warmup, args.iters)
-            bn_ms = bn_time.ms
-            del bn_model
-            torch.manual_seed(0)
-            cbn_model = stack(c, args.depth).to(device)
-            convert_to_cbn(cbn_model, window=window, example_input=x[:1])
-            cbn_time, cbn_peak = measure(cbn_model, x, args.warmup, args.iters)
-            cbn_ms = cbn_time.ms
-            del cbn_model
+            (bn_time, bn_peak), (cbn_time, cbn_peak) = bn_vs_cbn(
+                x, args.depth, window, args.warmup, args.iters
+            )
+            bn_ms, cbn_ms = bn_time.ms, cbn_time.ms
             memory = (
                 f"{bn_peak:.0f} | {cbn_peak:.0f} | {cbn_peak / bn_peak:.2f}x"
                 if bn_peak
