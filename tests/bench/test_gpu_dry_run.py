@@ -67,6 +67,8 @@ def test_dry_run_has_every_section_and_passes_its_correctness_checks(tmp_path):
     report = json.loads((tmp_path / "gpu-check.json").read_text())
     assert [r["result"] for r in report["rows"]] == [r["result"] for r in rows]
     assert {"kernel", "layers", "cbn", "resnet50", "e2e"} <= set(report["raw"])
+    jobs = sorted(p.name for p in (tmp_path / "jobs").iterdir())
+    assert jobs == ["classify.log", "classify.run.json", "detect.log", "detect.run.json"]
 
 
 def test_kernel_cbn_and_torchrun_sections_in_process(tmp_path, capsys):
@@ -147,3 +149,43 @@ def test_timing_stops_at_the_deadline_after_one_sample():
     assert (timing.samples, timing.wanted, timing.cut) == (1, 100, True)
     assert len(calls) == 1, "warm-up is skipped too once the deadline has passed"
     assert "1 of 100 samples" in gpu._cut(timing)
+
+
+def test_layer_rows_judge_each_target_and_a_failed_peer_is_no_crash():
+    ctx = gpu.Context(torch.device("cpu"), gpu.GPU_PLAN, dry_run=False, interpreted=False)
+    shape = (256, 1024, 14, 14)
+    times = {
+        gpu.X1: db_bench.Timing(0.2, 50, 50),
+        gpu.FUSED: db_bench.Timing(0.25, 50, 50),
+        gpu.TIMM_SHARED: db_bench.Timing(0.45, 50, 50),
+        gpu.TIMM_CHANNEL: "RuntimeError: no kernel image",
+        gpu.TORCHVISION: db_bench.Timing(1.0, 7, 50),
+    }
+    rows = gpu._layer_rows(ctx, shape, "fp32", times, torchvision_shape=shape)
+    results = {r.check.split(",")[0]: (r.result, r.kind) for r in rows}
+    assert results == {
+        "fwd+bwd ms": ("measured", "info"),
+        "fused / x * 1.0": ("PASS", "perf"),  # 1.25x <= 1.5x
+        "fused / timm shared mask": ("PASS", "perf"),
+        "fused / timm per-channel": ("skipped: peer failed", "skipped"),
+        "torchvision / fused": ("FAIL", "perf"),  # 4x < 5x
+    }
+    assert rows[-1].measured == "4.00x (1.000 / 0.250 ms) [budget: 7 of 50 samples]"
+    assert gpu.failed(rows) == []
+    times[gpu.FUSED] = "RuntimeError: kernel failed"
+    assert gpu.failed(gpu._layer_rows(ctx, shape, "fp32", times, shape)), "our kernel failing is"
+
+
+@pytest.mark.slow
+def test_torchrun_section_compares_with_the_single_process_record(tmp_path, monkeypatch):
+    # No two GPUs here: the same section on gloo (the dry plan's jobs run on device=cpu).
+    monkeypatch.setattr(gpu.torch.cuda, "device_count", lambda: 2)
+    ctx = gpu.Context(torch.device("cpu"), gpu.DRY_PLAN, dry_run=True, interpreted=True)
+    ctx.raw["workdir"] = str(tmp_path)
+    ctx.deadline = time.monotonic() + 300
+    single = gpu._job_command(gpu.DRY_PLAN.classify, tmp_path / "classify", tmp_path / "data")
+    started = {"classify": gpu._start(single, tmp_path / "classify.log")}
+    assert gpu._wait(started, ctx.deadline)["classify"][0] is None
+    [row] = gpu.section_torchrun(ctx)
+    assert row.result == "PASS", row
+    assert "world size 2" in row.measured and row.measured.endswith("same keys: True")
