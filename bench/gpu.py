@@ -36,7 +36,8 @@ Exit status: 0 when every correctness check passes and no section crashed, whate
 Time: ``--budget-s`` (420 s) is shared out among the sections in proportion to their caps
 (``CAPS``); what one leaves is shared among the rest. A timing loop stops early when its share
 runs out (at least one timed call; the row says "budget: n of N samples"), a subprocess is
-stopped at its share (at least 30 s). Imports and the first Triton compilations add ~20 s.
+stopped at its share (at least 30 s). Imports come on top (about 10 s on dev-cpu; not yet
+measured on a GPU).
 
 On the GPU machine (``/work/shared/gpu/README.md``): this script installs nothing. Fetch the
 wheels once, here (``echo /.whl/ >> .git/info/exclude && ../shared/gpu/fetch-wheels.sh``), then
@@ -650,8 +651,9 @@ def section_e2e(ctx: Context) -> list[Row]:
     jobs = {"classify": ctx.plan.classify, "detect": ctx.plan.detect}
     commands = {name: _job_command(jobs[name], work / name, work / "data") for name in jobs}
     started = {name: _start(commands[name], work / f"{name}.log") for name in jobs}
+    waited = _wait(started, ctx.deadline)
     rows = []
-    for name, (failure, seconds) in _wait(started, ctx.deadline).items():
+    for name, (failure, seconds) in ((name, waited[name]) for name in jobs):
         label = f"python run.py {' '.join(jobs[name])} epochs=1 logger=wandb (offline)"
         rows.append(_job_row("e2e", label, work / name, failure, seconds))
         ctx.raw.setdefault("e2e", {})[name] = {

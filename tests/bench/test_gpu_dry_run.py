@@ -1,8 +1,9 @@
 """``bench/gpu.py`` (issue 17) on the CPU, so the GPU check cannot rot before a GPU runs it.
 
-The whole ``--dry-run`` starts two ``run.py`` jobs and takes one to two minutes on dev-cpu, so
-that test is ``slow``; the others run the cheap sections in this process (the Triton kernel
-under ``TRITON_INTERPRET=1``, set by ``tests/conftest.py``) and the rules of the table.
+The whole ``--dry-run`` starts two ``run.py`` jobs and takes about two minutes on dev-cpu, and
+the torchrun section (two gloo processes here) over one, so those tests are ``slow``; the others
+run the cheap sections in this process (the Triton kernel under ``TRITON_INTERPRET=1``, set by
+``tests/conftest.py``) and the rules of the table, in about 20 s.
 """
 
 from __future__ import annotations
