@@ -1,13 +1,14 @@
 # The two commands of the README's quickstart. Each creates .venv and installs the project first.
 #   make demo   the default study on the embedded synthetic data (CPU), ends with RESULTS.md's path
 #   make test   lint, format check and the test suite (what CI runs)
+#   make bench-gpu   on a GPU machine: every GPU check in one process, one table (bench/gpu.py)
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench bench-gpu clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +33,14 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/harness_overhead.py
+
+# Every GPU check in one process, under 8 minutes, one markdown table (+ JSON) into $$OUT when set
+# (docs/BENCHMARKS.md, "GPU check"). It installs nothing, so it does not depend on the venv: on the
+# GPU machine it runs the image's python3 with the carried wheels in .site (shared/gpu/README.md),
+# elsewhere the venv's python. On a CPU: make bench-gpu ARGS=--dry-run
+GPU_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
+bench-gpu:
+	PYTHONPATH=$(CURDIR)/.site:$(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH)) $(GPU_PYTHON) bench/gpu.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .cache multirun outputs

@@ -21,6 +21,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.dropblock import Timing
 from layers.cbn_convert import convert_to_cbn
 from layers.cross_iteration_bn import CrossIterationBatchNorm2d
 
@@ -40,8 +41,10 @@ def stack(channels: int, depth: int) -> nn.Sequential:
 
 
 def measure(
-    model: nn.Module, x: torch.Tensor, warmup: int, iters: int
-) -> tuple[float, float | None]:
+    model: nn.Module, x: torch.Tensor, warmup: int, iters: int, deadline: float | None = None
+) -> tuple[Timing, float | None]:
+    """Median step time and peak CUDA memory (MiB; None on the CPU). Past ``deadline``
+    (``time.monotonic()``) the loop stops early, after at least one timed step."""
     device = x.device
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     scheduled = [m for m in model.modules() if isinstance(m, CrossIterationBatchNorm2d)]
@@ -50,6 +53,8 @@ def measure(
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     for step in range(warmup + iters):
+        if deadline is not None and samples and time.monotonic() > deadline:
+            break
         for module in scheduled:
             module.set_schedule_step(step, warmup + iters)
         start = time.perf_counter()
@@ -58,10 +63,34 @@ def measure(
         optimizer.step()
         if device.type == "cuda":
             torch.cuda.synchronize()
-        if step >= warmup:
+        past = deadline is not None and time.monotonic() > deadline
+        if step >= warmup or past:  # past the deadline, a warm-up step is the one sample
             samples.append((time.perf_counter() - start) * 1e3)
     peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
-    return statistics.median(samples), peak
+    return Timing(statistics.median(samples), len(samples), iters), peak
+
+
+def bn_vs_cbn(
+    x: torch.Tensor,
+    depth: int,
+    window: int,
+    warmup: int,
+    iters: int,
+    deadline: float | None = None,
+) -> tuple[tuple[Timing, float | None], tuple[Timing, float | None]]:
+    """:func:`measure` of a BN stack and of the same stack converted to CBN (``window``), one
+    after the other from the same initial weights; half the time to ``deadline`` each."""
+    channels = x.shape[1]
+    half = None if deadline is None else time.monotonic() + (deadline - time.monotonic()) / 2
+    torch.manual_seed(0)
+    bn_model = stack(channels, depth).to(x.device)
+    bn = measure(bn_model, x, warmup, iters, half)
+    del bn_model
+    torch.manual_seed(0)
+    cbn_model = stack(channels, depth).to(x.device)
+    convert_to_cbn(cbn_model, window=window, example_input=x[:1])
+    cbn = measure(cbn_model, x, warmup, iters, deadline)
+    return bn, cbn
 
 
 def main() -> None:
@@ -89,15 +118,10 @@ def main() -> None:
     for n, c, hw in QUICK_SHAPES if args.quick else SHAPES:
         x = torch.randn(n, c, hw, hw, device=device)
         for window in (2, 4):
-            torch.manual_seed(0)
-            bn_model = stack(c, args.depth).to(device)
-            bn_ms, bn_peak = measure(bn_model, x, args.warmup, args.iters)
-            del bn_model
-            torch.manual_seed(0)
-            cbn_model = stack(c, args.depth).to(device)
-            convert_to_cbn(cbn_model, window=window, example_input=x[:1])
-            cbn_ms, cbn_peak = measure(cbn_model, x, args.warmup, args.iters)
-            del cbn_model
+            (bn_time, bn_peak), (cbn_time, cbn_peak) = bn_vs_cbn(
+                x, args.depth, window, args.warmup, args.iters
+            )
+            bn_ms, cbn_ms = bn_time.ms, cbn_time.ms
             memory = (
                 f"{bn_peak:.0f} | {cbn_peak:.0f} | {cbn_peak / bn_peak:.2f}x"
                 if bn_peak

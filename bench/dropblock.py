@@ -20,6 +20,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -32,9 +33,13 @@ SHAPES = [(64, 1024, 14, 14), (64, 2048, 7, 7), (256, 1024, 14, 14)]
 QUICK_SHAPES = [(8, 64, 14, 14), (8, 128, 7, 7)]
 
 
-def _implementations(device: torch.device) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+def implementations(
+    device: torch.device, fused: bool | None = None
+) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+    """The implementations timed, by name; the fused kernel on CUDA (or when ``fused`` is True:
+    under ``TRITON_INTERPRET=1`` on the CPU)."""
     impls: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"x * 1.0": lambda x: x * 1.0}
-    if device.type == "cuda":
+    if device.type == "cuda" if fused is None else fused:
         from layers.drop_block_triton import drop_block2d_triton
 
         impls["ours fused (Triton)"] = lambda x: drop_block2d_triton(x, 0.1, 7)
@@ -60,11 +65,36 @@ def _implementations(device: torch.device) -> dict[str, Callable[[torch.Tensor],
     return impls
 
 
-def _time(fn: Callable[[], None], device: torch.device, warmup: int, iters: int) -> float:
+@dataclass
+class Timing:
+    """Median of ``samples`` timed calls (``wanted`` were asked for; fewer when the deadline came)."""
+
+    ms: float
+    samples: int
+    wanted: int
+
+    @property
+    def cut(self) -> bool:
+        return self.samples < self.wanted
+
+
+def measure_ms(
+    fn: Callable[[], None],
+    device: torch.device,
+    warmup: int,
+    iters: int,
+    deadline: float | None = None,
+) -> Timing:
+    """Median ms of ``fn``: CUDA events on a GPU, wall clock otherwise. Past ``deadline``
+    (``time.monotonic()``), warm-up and timing stop early, after at least one timed call."""
     for _ in range(warmup):
+        if deadline is not None and time.monotonic() > deadline:
+            break
         fn()
-    samples = []
+    samples: list[float] = []
     for _ in range(iters):
+        if samples and deadline is not None and time.monotonic() > deadline:
+            break
         if device.type == "cuda":
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
@@ -76,7 +106,7 @@ def _time(fn: Callable[[], None], device: torch.device, warmup: int, iters: int)
             t0 = time.perf_counter()
             fn()
             samples.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(samples)
+    return Timing(statistics.median(samples), len(samples), iters)
 
 
 def _saved_per_input_byte(impl: Callable, x: torch.Tensor) -> float:
@@ -89,9 +119,39 @@ def _saved_per_input_byte(impl: Callable, x: torch.Tensor) -> float:
     return extra / (x.numel() * x.element_size())
 
 
+def fused_vs_reference(
+    x: torch.Tensor,
+    p: float,
+    block_size: int,
+    seed: int,
+    *,
+    scope: str = "channel",
+    rescale: str = "batch",
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The fused kernel and the reference given the kernel's own anchors for ``seed``, forward and
+    backward on the same ``dy`` (as tests/layers/test_drop_block_triton.py compares them).
+
+    Returns ``(y_fused, y_reference, dx_fused, dx_reference)``.
+    """
+    from layers.drop_block_triton import drop_block2d_triton, triton_centres
+
+    n, c, height, width = x.shape
+    bh, bw = block_extent(block_size, height, width)
+    rate = centre_rate(p, height, width, bh, bw)
+    shape = (n, c if scope == "channel" else 1, height - bh + 1, width - bw + 1)
+    centres = triton_centres(shape, rate, seed, device=x.device)
+    grad = torch.randn(x.shape, device=x.device).to(x.dtype)
+    x_fused, x_ref = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    y_fused = drop_block2d_triton(x_fused, p, block_size, scope=scope, rescale=rescale, seed=seed)
+    y_fused.backward(grad)
+    y_ref = drop_block2d_from_centres(x_ref, centres, bh, bw, rescale)
+    y_ref.backward(grad)
+    return y_fused.detach(), y_ref.detach(), x_fused.grad, x_ref.grad
+
+
 def check_fused(device: torch.device) -> list[str]:
     """Correctness of the fused kernel on this device; returns report lines (raises on failure)."""
-    from layers.drop_block_triton import drop_block2d_triton, triton_centres
+    from layers.drop_block_triton import drop_block2d_triton
 
     lines = []
     for dtype in (torch.float32, torch.bfloat16, torch.float16):
@@ -99,18 +159,8 @@ def check_fused(device: torch.device) -> list[str]:
             x = torch.randn(8, 64, 14, 14, device=device, dtype=dtype)
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            x1, x2 = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
-            grad = torch.randn_like(x)
-            y1 = drop_block2d_triton(x1, 0.2, 7, seed=42)
-            y1.backward(grad)
-            bh, bw = block_extent(7, 14, 14)
-            centres = triton_centres(
-                (8, 64, 8, 8), centre_rate(0.2, 14, 14, bh, bw), 42, device=device
-            )
-            y2 = drop_block2d_from_centres(x2, centres, bh, bw)
-            y2.backward(grad)
-            same = torch.equal(y1, y2) and torch.equal(x1.grad, x2.grad)
-            if not same:
+            y1, y2, g1, g2 = fused_vs_reference(x, 0.2, 7, seed=42)
+            if not (torch.equal(y1, y2) and torch.equal(g1, g2)):
                 raise AssertionError(
                     f"fused != reference for {dtype}, channels_last={channels_last}"
                 )
@@ -128,7 +178,7 @@ def check_fused(device: torch.device) -> list[str]:
 
 
 def bench_layers(device: torch.device, shapes, dtypes, warmup: int, iters: int) -> list[str]:
-    impls = _implementations(device)
+    impls = implementations(device)
     lines = [
         "| shape (N,C,H,W) | dtype | implementation | fwd+bwd ms | vs x*1.0 | saved bytes / input byte |",
         "|---|---|---|---|---|---|",
@@ -136,16 +186,10 @@ def bench_layers(device: torch.device, shapes, dtypes, warmup: int, iters: int) 
     for shape in shapes:
         for dtype in dtypes:
             x = torch.randn(shape, device=device, dtype=dtype)
-            grad = torch.randn_like(x)
             base = None
             for name, impl in impls.items():
-                leaf = x.detach().requires_grad_(True)
-
-                def step(impl=impl, leaf=leaf, grad=grad) -> None:
-                    impl(leaf).backward(grad)
-
                 try:
-                    ms = _time(step, device, warmup, iters)
+                    ms = measure_ms(layer_step(impl, x), device, warmup, iters).ms
                     saved = _saved_per_input_byte(impl, x)
                 except Exception as err:  # a peer that cannot run this case
                     lines.append(
@@ -160,37 +204,65 @@ def bench_layers(device: torch.device, shapes, dtypes, warmup: int, iters: int) 
     return lines
 
 
-def bench_resnet50(device: torch.device, warmup: int, iters: int) -> list[str]:
-    """ResNet-50 training step, batch 64, 224x224, bf16 autocast, channels_last: none vs dropblock."""
+def layer_step(impl: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> Callable[[], None]:
+    """One forward + backward of ``impl`` on a leaf copy of ``x``, with a fixed random ``dy``."""
+    leaf = x.detach().requires_grad_(True)
+    grad = torch.randn_like(x)
+
+    def step() -> None:
+        impl(leaf).backward(grad)
+
+    return step
+
+
+#: DropBlock's placement in the ResNet-50 step: conf/regularizer/dropblock.yaml's groups.
+DROPBLOCK_GROUPS = {"3": {"p": 0.025, "block_size": 7}, "4": {"p": 0.1, "block_size": 7}}
+
+
+def resnet50_step(
+    device: torch.device, regularizer: str, batch: int, size: int = 224
+) -> Callable[[], None]:
+    """One ResNet-50 training step (SGD, bf16 autocast on CUDA, channels_last), the regularizer
+    placed by the project's own placement (``regularizers.placement.apply_regularizer``);
+    DropBlock at constant p (``schedule=none``), CBN with its defaults."""
     from models import create_backbone, group_modules, group_paths
     from regularizers.placement import apply_regularizer
 
+    dropblock = "dropblock" in regularizer
+    model = create_backbone("resnet50", num_classes=1000)
+    apply_regularizer(
+        model,
+        group_modules(model, "resnet50"),
+        group_paths(model, "resnet50"),
+        regularizer,
+        DROPBLOCK_GROUPS if dropblock else {},
+        {"schedule": "none"} if dropblock else {},
+        input_size=size,
+    )
+    model = model.to(device, memory_format=torch.channels_last).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    x = torch.randn(batch, 3, size, size, device=device).contiguous(
+        memory_format=torch.channels_last
+    )
+    target = torch.randint(0, 1000, (batch,), device=device)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            loss = torch.nn.functional.cross_entropy(model(x), target)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def bench_resnet50(device: torch.device, warmup: int, iters: int) -> list[str]:
+    """ResNet-50 training step, batch 64, 224x224, bf16 autocast, channels_last: none vs dropblock."""
     lines = ["| regularizer | step ms | img/s | vs none |", "|---|---|---|---|"]
     base = None
     batch = 64 if device.type == "cuda" else 4
-    x = torch.randn(batch, 3, 224, 224, device=device).contiguous(memory_format=torch.channels_last)
-    target = torch.randint(0, 1000, (batch,), device=device)
     for name in ("none", "dropblock"):
-        model = create_backbone("resnet50", num_classes=1000)
-        apply_regularizer(
-            model,
-            group_modules(model, "resnet50"),
-            group_paths(model, "resnet50"),
-            name,
-            {"3": {"p": 0.025, "block_size": 7}, "4": {"p": 0.1, "block_size": 7}},
-            {"schedule": "none"},
-        )
-        model = model.to(device, memory_format=torch.channels_last).train()
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-
-        def step(model=model, optimizer=optimizer) -> None:
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                loss = torch.nn.functional.cross_entropy(model(x), target)
-            loss.backward()
-            optimizer.step()
-
-        ms = _time(step, device, warmup, iters)
+        ms = measure_ms(resnet50_step(device, name, batch), device, warmup, iters).ms
         base = ms if base is None else base
         lines.append(f"| {name} | {ms:.2f} | {batch / ms * 1e3:.0f} | {ms / base:.3f}x |")
     return lines
