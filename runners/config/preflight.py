@@ -100,14 +100,16 @@ def _check_memory(cfg: Any) -> None:
 def _check_placement(cfg: Any) -> None:
     """The regularizer can be placed in this backbone: built and placed on the ``meta`` device
     (shapes only), so a placement that cannot work (DropBlock on a ViT's tokens, CBN on a
-    LayerNorm network) is one config error before anything is written."""
+    LayerNorm network) is one config error before anything is written. Only for backbones whose
+    groups are found in the model (timm): the curated ones and Darknet cfgs always place."""
     import torch
 
+    from models import get_spec
     from regularizers import registry
     from runners.config.network import backbone_name, build_model
 
-    if not registry.get(cfg.regularizer.name).steps:
-        return
+    if not registry.get(cfg.regularizer.name).steps or get_spec(backbone_name(cfg)).locate is None:
+        return  # nothing placed, or a curated / Darknet backbone, whose placements always work
     try:
         with torch.device("meta"):
             build_model(_without_checkpoint(cfg), num_classes=10)
