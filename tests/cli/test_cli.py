@@ -79,10 +79,12 @@ def test_single_run_prints_its_record(tmp_path, data_cache):
 
 
 #: Studies whose tiny run adds nothing CI does not already prove more cheaply: batch_scaling is
-#: default's machinery with another sweep key; darknet_thread's composition, arms, subdivisions
-#: and placements are checked in tests/runners/config/test_darknet_thread.py, its published
-#: table in tests/reports/test_published.py. ``python -m pytest -m slow`` runs them.
-SLOW_STUDIES = {"batch_scaling", "darknet_thread"}
+#: default's machinery with another sweep key; darknet_thread's and darknet_thread_cpu's
+#: composition, arms, subdivisions and placements are checked in
+#: tests/runners/config/test_darknet_thread.py, its published table in
+#: tests/reports/test_published.py; dropblock_search runs, twice, as the ``study6`` fixture of
+#: tests/runners/search/test_optuna_sweep.py. ``python -m pytest -m slow`` runs them.
+SLOW_STUDIES = {"batch_scaling", "darknet_thread", "darknet_thread_cpu", "dropblock_search"}
 
 
 @pytest.mark.parametrize(
